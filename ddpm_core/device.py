@@ -1,0 +1,43 @@
+"""Choosing and describing the compute device: CUDA, Apple MPS or the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ConfigError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' takes CUDA, then MPS, then the CPU; a named device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' is not available on this machine (no NVIDIA GPU found): use 'auto' or 'cpu'")
+        return torch.device("cuda")
+    if name == "mps":
+        if not _mps_available():
+            raise ConfigError("device 'mps' is not available on this machine (it needs Apple silicon): use 'auto' or 'cpu'")
+        return torch.device("mps")
+    raise ConfigError(f"unknown device {name!r}: choose auto, cpu, cuda or mps")
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A short human description, e.g. 'CUDA: NVIDIA H100 80GB HBM3' or 'CPU (2 threads)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())

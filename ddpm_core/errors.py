@@ -1,0 +1,23 @@
+"""Errors that carry a one-line message a person can act on.
+
+Every problem caused by user input (a flag, a config file, a checkpoint, an image, a
+dataset folder) is raised as a subclass of `DDPMError`. The command line prints
+`str(error)` and exits with code 2; the app shows it in a dialog and the status bar.
+Anything else reaching the top is a bug and keeps its traceback.
+"""
+
+
+class DDPMError(Exception):
+    """Base class: a problem with user input, described in one line."""
+
+
+class ConfigError(DDPMError):
+    """A configuration value (flag, config file, GUI field) is invalid."""
+
+
+class DataError(DDPMError):
+    """A dataset cannot be found, downloaded, or read."""
+
+
+class CheckpointError(DDPMError):
+    """A checkpoint file is missing, corrupt, unsafe, or does not fit the model."""

@@ -1,0 +1,174 @@
+"""The building blocks of the article's U-Net (after Phil Wang's denoising-diffusion-pytorch).
+
+Module and attribute names are the article's, so that a state_dict saved from the article's
+notebook loads unchanged (see tests/core/reference/unet_state_dict_dim28_c1_mults124.txt).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from einops.layers.torch import Rearrange
+from torch import nn
+
+
+class Residual(nn.Module):
+    """fn(x) + x."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, *args, **kwargs):
+        return self.fn(x, *args, **kwargs) + x
+
+
+def Upsample(dim: int, dim_out: int | None = None) -> nn.Sequential:
+    """Nearest-neighbour ×2, then a 3×3 convolution."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(dim, dim_out or dim, 3, padding=1),
+    )
+
+
+def Downsample(dim: int, dim_out: int | None = None) -> nn.Sequential:
+    """Space-to-depth (each 2×2 patch becomes 4 channels), then a 1×1 convolution.
+
+    No strided convolution or pooling: no information is thrown away before the conv.
+    """
+    return nn.Sequential(
+        Rearrange("b c (h p1) (w p2) -> b (c p1 p2) h w", p1=2, p2=2),
+        nn.Conv2d(dim * 4, dim_out or dim, 1),
+    )
+
+
+class SinusoidalPositionEmbeddings(nn.Module):
+    """Timesteps (B,) -> (B, dim): [sin(t·ω_k), cos(t·ω_k)], ω_k = 10000^(−k/(dim/2 − 1)).
+
+    The Transformer's position encoding (Vaswani et al. 2017), used to tell every block
+    which noise level it is working at.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        half_dim = self.dim // 2
+        scale = math.log(10000) / (half_dim - 1)
+        freqs = torch.exp(torch.arange(half_dim, device=time.device) * -scale)
+        args = time[:, None] * freqs[None, :]
+        return torch.cat((args.sin(), args.cos()), dim=-1)
+
+
+class WeightStandardizedConv2d(nn.Conv2d):
+    """Conv2d whose kernel is standardised per output channel (Qiao et al. 2019,
+    https://arxiv.org/abs/1903.10520); it works well together with GroupNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        weight = self.weight
+        mean = weight.mean(dim=(1, 2, 3), keepdim=True)
+        var = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        normalized_weight = (weight - mean) * (var + eps).rsqrt()
+        return F.conv2d(x, normalized_weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Block(nn.Module):
+    """3×3 weight-standardised conv -> GroupNorm -> optional FiLM (scale, shift) -> SiLU."""
+
+    def __init__(self, dim: int, dim_out: int, groups: int = 8):
+        super().__init__()
+        self.proj = WeightStandardizedConv2d(dim, dim_out, 3, padding=1)
+        self.norm = nn.GroupNorm(groups, dim_out)
+        self.act = nn.SiLU()
+
+    def forward(self, x, scale_shift=None):
+        x = self.norm(self.proj(x))
+        if scale_shift is not None:
+            scale, shift = scale_shift
+            x = x * (scale + 1) + shift
+        return self.act(x)
+
+
+class ResnetBlock(nn.Module):
+    """Two Blocks with a residual connection (He et al. 2016); the time embedding sets the
+    first block's scale and shift."""
+
+    def __init__(self, dim: int, dim_out: int, *, time_emb_dim: int | None = None, groups: int = 8):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_emb_dim, dim_out * 2)) if time_emb_dim else None
+        self.block1 = Block(dim, dim_out, groups=groups)
+        self.block2 = Block(dim_out, dim_out, groups=groups)
+        self.res_conv = nn.Conv2d(dim, dim_out, 1) if dim != dim_out else nn.Identity()
+
+    def forward(self, x, time_emb=None):
+        scale_shift = None
+        if self.mlp is not None and time_emb is not None:
+            time_emb = self.mlp(time_emb)[:, :, None, None]  # (B, 2·dim_out, 1, 1)
+            scale_shift = time_emb.chunk(2, dim=1)
+        h = self.block1(x, scale_shift=scale_shift)
+        h = self.block2(h)
+        return h + self.res_conv(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all H·W positions (used at the lowest resolution)."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
+        super().__init__()
+        self.scale = dim_head**-0.5
+        self.heads = heads
+        hidden_dim = dim_head * heads
+        self.to_qkv = nn.Conv2d(dim, hidden_dim * 3, 1, bias=False)
+        self.to_out = nn.Conv2d(hidden_dim, dim, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = (rearrange(part, "b (h c) x y -> b h c (x y)", h=self.heads) for part in self.to_qkv(x).chunk(3, dim=1))
+        q = q * self.scale
+        sim = torch.einsum("b h d i, b h d j -> b h i j", q, k)
+        sim = sim - sim.amax(dim=-1, keepdim=True).detach()  # numerical stability only
+        attn = sim.softmax(dim=-1)
+        out = torch.einsum("b h i j, b h d j -> b h i d", attn, v)
+        out = rearrange(out, "b h (x y) d -> b (h d) x y", x=h, y=w)
+        return self.to_out(out)
+
+
+class LinearAttention(nn.Module):
+    """Linear attention (Shen et al. 2018): softmax over features, not positions, so the cost
+    grows linearly with H·W."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
+        super().__init__()
+        self.scale = dim_head**-0.5
+        self.heads = heads
+        hidden_dim = dim_head * heads
+        self.to_qkv = nn.Conv2d(dim, hidden_dim * 3, 1, bias=False)
+        self.to_out = nn.Sequential(nn.Conv2d(hidden_dim, dim, 1), nn.GroupNorm(1, dim))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = (rearrange(part, "b (h c) x y -> b h c (x y)", h=self.heads) for part in self.to_qkv(x).chunk(3, dim=1))
+        q = q.softmax(dim=-2)
+        k = k.softmax(dim=-1)
+        q = q * self.scale
+        context = torch.einsum("b h d n, b h e n -> b h d e", k, v)
+        out = torch.einsum("b h d e, b h d n -> b h e n", context, q)
+        out = rearrange(out, "b h c (x y) -> b (h c) x y", h=self.heads, x=h, y=w)
+        return self.to_out(out)
+
+
+class PreNorm(nn.Module):
+    """GroupNorm with one group (LayerNorm over C, H, W) before fn."""
+
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+        self.norm = nn.GroupNorm(1, dim)
+
+    def forward(self, x):
+        return self.fn(self.norm(x))

@@ -1,0 +1,66 @@
+"""The U-Net is the article's: same parameter names and shapes, same outputs."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm_core import Unet
+from ddpm_core.model_io import infer_model_config
+from ddpm_core.unet import count_parameters
+
+REF = Path(__file__).parent / "reference"
+
+
+def _reference_shapes():
+    shapes = {}
+    for line in (REF / "unet_state_dict_dim28_c1_mults124.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, shape = line.split(" ", 1)
+            shapes[name] = tuple(int(s) for s in re.findall(r"\d+", shape))
+    return shapes
+
+
+def test_parameter_names_and_shapes_match_the_article():
+    model = Unet(dim=28, channels=1, dim_mults=(1, 2, 4))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ref = _reference_shapes()
+    assert len(ref) == 231
+    assert ours == ref
+    assert count_parameters(model) == 2_020_257
+
+
+def test_golden_case_reproduced():
+    golden = torch.load(REF / "golden_unet_dim8_c1_mults12.pt", weights_only=True)
+    model = Unet(dim=8, channels=1, dim_mults=(1, 2))
+    model.load_state_dict(golden["state_dict"])  # strict: every key and shape must match
+    with torch.no_grad():
+        out = model(golden["x"], golden["t"])
+    assert out.shape == golden["out"].shape == (3, 1, 8, 8)
+    assert (out - golden["out"]).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "channels,mults,size", [(1, (1, 2), 8), (3, (1, 2), 16), (3, (1, 2, 4), 12), (1, (1,), 5), (1, (1, 2, 4, 8), 32)]
+)
+def test_shapes_for_channels_and_sizes(channels, mults, size):
+    model = Unet(dim=8, channels=channels, dim_mults=mults)
+    x = torch.randn(2, channels, size, size)
+    t = torch.tensor([0, 7])
+    with torch.no_grad():
+        assert model(x, t).shape == x.shape
+
+
+def test_self_condition_and_out_dim():
+    model = Unet(dim=8, channels=1, dim_mults=(1, 2), self_condition=True, out_dim=2)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert model(x, torch.tensor([1, 2])).shape == (2, 2, 8, 8)
+        assert model(x, torch.tensor([1, 2]), x_self_cond=x).shape == (2, 2, 8, 8)
+
+
+def test_infer_config_from_article_state_dict():
+    for kwargs in (dict(dim=28, channels=1, dim_mults=(1, 2, 4)), dict(dim=16, channels=3, dim_mults=(1, 2))):
+        cfg = infer_model_config(Unet(**kwargs).state_dict())
+        assert (cfg.dim, cfg.channels, tuple(cfg.dim_mults)) == (kwargs["dim"], kwargs["channels"], kwargs["dim_mults"])
