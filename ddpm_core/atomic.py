@@ -1,0 +1,162 @@
+"""Atomic file writes: a crash mid-save never destroys or half-writes the previous file.
+
+The bytes go to a hidden temporary file in the *same* directory (so the final rename
+stays on one file system and is atomic), are flushed and fsync'ed, and only then is the
+temporary file renamed over the target with `os.replace`. Finally the directory itself
+is fsync'ed (POSIX only) so the rename survives a power cut. On any error, including
+KeyboardInterrupt, the temporary file is removed and the target is left untouched.
+
+A SIGKILL or power cut can still leave a stray `.<name>.<random>.tmp` file behind (it is
+never mistaken for the real file); `remove_stale_temp_files` cleans those up.
+
+Used for checkpoints, PNG and GIF exports and the metrics log. Plain standard library:
+no torch, no Qt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Iterator, Union
+
+__all__ = [
+    "atomic_write",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "remove_stale_temp_files",
+    "TEMP_SUFFIX",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once at import time rather than per
+    # write, because changing the umask is process-wide and would race with other threads.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable. Not possible on Windows, or on some file systems."""
+    if os.name == "nt":
+        return
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(directory, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        # e.g. EINVAL on file systems that do not support syncing directories: the data
+        # itself is already safe, only the rename's durability is best effort.
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None,
+                newline: str | None = None) -> Iterator[IO]:
+    """Open a temporary file that replaces `path` when the `with` block ends cleanly.
+
+    If the block raises, the temporary file is deleted and `path` keeps its old content.
+    `mode` must be a write mode: "wb" (default) or "w" (text, UTF-8 unless `encoding`).
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open supports mode 'wb' or 'w', not {mode!r}")
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if mode == "w" and encoding is None:
+        encoding = "utf-8"
+
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
+    tmp = Path(tmp_name)
+    try:
+        # mkstemp creates the file 0600; give it the target's mode (or the usual default)
+        # so replacing a file does not silently change who may read it.
+        try:
+            perms = target.stat().st_mode & 0o7777
+        except OSError:
+            perms = 0o666 & ~_UMASK
+        try:
+            os.chmod(tmp, perms)
+        except OSError:
+            pass
+
+        if mode == "wb":
+            f = os.fdopen(fd, "wb")
+        else:
+            f = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+        fd = -1  # the file object owns the descriptor now
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())  # data on disk before the rename makes it visible
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write(path: PathLike, write_fn: Callable[[IO[bytes]], object]) -> Path:
+    """Write `path` atomically: `write_fn(f)` writes into a binary file object.
+
+    Example: ``atomic_write(p, lambda f: image.save(f, format="PNG"))``.
+    Returns the target path. On error the old file (if any) is intact and no temporary
+    file remains; the error propagates.
+    """
+    with atomic_open(path, "wb") as f:
+        write_fn(f)
+    return Path(path)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Replace `path` atomically with `data`."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Replace `path` atomically with `text`."""
+    with atomic_open(path, "w", encoding=encoding, newline="") as f:
+        f.write(text)
+    return Path(path)
+
+
+def remove_stale_temp_files(path: PathLike) -> list[Path]:
+    """Delete temporary files a killed process left behind while writing `path`.
+
+    Only call this when no other process is writing `path` at the same moment.
+    Returns the files removed.
+    """
+    target = Path(path)
+    removed = []
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        candidates = list(directory.glob(glob.escape(_temp_prefix(target)) + "*" + TEMP_SUFFIX))
+    except OSError:
+        return removed
+    for p in candidates:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
