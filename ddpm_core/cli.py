@@ -1,0 +1,336 @@
+"""The `ddpm` command line: train, sample and inspect checkpoints on a headless machine.
+
+    ddpm train [--config FILE] [flags] [--out runs/NAME] [--resume CKPT_OR_RUN]
+    ddpm sample CHECKPOINT [--png grid.png] [--gif denoise.gif] [--sampler ddim --steps 50]
+    ddpm info CHECKPOINT
+
+Any problem with what the user gave (a flag, a file) is printed as one line on stderr with
+exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, DDPMError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (not the whole usage) and exits 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _mults(text: str) -> tuple:
+    try:
+        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers, e.g. 1,2,4") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one multiplier, e.g. 1,2")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ddpm", description="Train and sample denoising diffusion models (DDPM Studio's command line).")
+    sub = p.add_subparsers(dest="command", metavar="{train,sample,info}", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model (writes a run folder with previews, checkpoints and metrics)")
+    t.add_argument("--config", type=Path, help="JSON config file (flags given too override it)")
+    t.add_argument("--resume", type=Path, help="continue from a checkpoint file or a run folder's newest checkpoint")
+    t.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
+    t.add_argument("--save-config", type=Path, help="write the resulting config to this JSON file and exit")
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", help="shapes (built-in, default), fashion_mnist, mnist, cifar10 or folder")
+    g.add_argument("--data-root", help="image folder, with --dataset folder")
+    g.add_argument("--image-size", type=_positive_int)
+    g.add_argument("--channels", type=int, choices=(1, 3))
+    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips (digits, text)")
+    g.add_argument("--limit", type=_positive_int, help="use only the first N images")
+    g = t.add_argument_group("model and schedule")
+    g.add_argument("--dim", type=_positive_int, help="U-Net base width")
+    g.add_argument("--dim-mults", type=_mults, help="width multiplier per level, e.g. 1,2,4")
+    g.add_argument("--schedule", help="linear, cosine, quadratic or sigmoid")
+    g.add_argument("--timesteps", type=_positive_int, help="T, the number of diffusion steps")
+    g = t.add_argument_group("training")
+    g.add_argument("--loss", help="l1, l2 or huber")
+    g.add_argument("--batch-size", type=_positive_int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--steps", type=_positive_int, help="train this many steps")
+    g.add_argument("--epochs", type=_positive_int, help="train this many epochs (instead of --steps)")
+    g.add_argument("--no-ema", action="store_true", help="keep no EMA copy of the weights")
+    g.add_argument("--ema-decay", type=float)
+    g.add_argument("--preview-every", type=int, help="sample a preview grid every N steps (0: never)")
+    g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (0: only at the end)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto, cpu, cuda or mps")
+
+    s = sub.add_parser("sample", help="sample images from a checkpoint (PNG grid and/or denoising GIF)")
+    s.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (its newest checkpoint)")
+    s.add_argument("--png", type=Path, help="write the final samples as a PNG grid (default: samples.png)")
+    s.add_argument("--gif", type=Path, help="write the denoising trajectory as an animated GIF")
+    s.add_argument("-n", "--num", type=_positive_int, default=16, help="how many images (default 16)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
+    s.add_argument("--steps", type=_positive_int, help="DDIM steps (default 50)")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM η: 0 deterministic, 1 like DDPM")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA ones")
+    s.add_argument("--image-size", type=_positive_int, help="for bare state_dicts: the image size (default 28)")
+    s.add_argument("--gif-index", type=int, help="animate only this image (default: the whole grid)")
+    s.add_argument("--gif-stride", type=_positive_int, default=1, help="keep every Nth step in the GIF")
+    s.add_argument("--gif-duration", type=_positive_int, default=40, help="milliseconds per GIF frame")
+
+    i = sub.add_parser("info", help="show what a checkpoint holds")
+    i.add_argument("checkpoint", type=Path)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "sample": cmd_sample, "info": cmd_info}[args.command](args)
+    except DDPMError as e:
+        print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # a file that cannot be written or read (permissions, full disk)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ddpm {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nddpm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---- train -------------------------------------------------------------------------------
+
+
+def _apply_flags(cfg, a) -> None:
+    """Flags given on the command line override the config file / checkpoint."""
+    pairs = [
+        (cfg.data, "dataset", a.dataset),
+        (cfg.data, "root", a.data_root),
+        (cfg.data, "image_size", a.image_size),
+        (cfg.data, "limit", a.limit),
+        (cfg.model, "dim", a.dim),
+        (cfg.model, "dim_mults", a.dim_mults),
+        (cfg.schedule, "name", a.schedule),
+        (cfg.schedule, "timesteps", a.timesteps),
+        (cfg.train, "loss", a.loss),
+        (cfg.train, "batch_size", a.batch_size),
+        (cfg.train, "lr", a.lr),
+        (cfg.train, "ema_decay", a.ema_decay),
+        (cfg.train, "preview_every", a.preview_every),
+        (cfg.train, "checkpoint_every", a.checkpoint_every),
+        (cfg.train, "seed", a.seed),
+        (cfg.train, "device", a.device),
+    ]
+    for section, name, value in pairs:
+        if value is not None:
+            setattr(section, name, value)
+    if a.channels is not None:
+        cfg.data.channels = cfg.model.channels = a.channels
+    if a.no_flip:
+        cfg.data.flip = False
+    if a.no_ema:
+        cfg.train.ema = False
+    if a.steps is not None:
+        cfg.train.steps, cfg.train.epochs = a.steps, None
+    elif a.epochs is not None:
+        cfg.train.steps, cfg.train.epochs = None, a.epochs
+
+
+def _download_progress(done: int, total, message: str) -> None:
+    if total:
+        sys.stderr.write(f"\r{message}: {done / 2**20:.1f} / {total / 2**20:.1f} MB ({100 * done / total:.0f}%)")
+    else:
+        sys.stderr.write(f"\r{message}: {done / 2**20:.1f} MB")
+    sys.stderr.flush()
+
+
+def cmd_train(a) -> int:
+    from .config import RunConfig
+    from .device import describe_device
+    from .run_folder import RunFolder, latest_checkpoint
+    from .training import Trainer
+    from .unet import count_parameters
+
+    if a.resume is not None:
+        ckpt_path = latest_checkpoint(a.resume) if a.resume.is_dir() else a.resume
+        trainer = Trainer.from_checkpoint(ckpt_path, progress=_download_progress, overrides=lambda c: _apply_flags(c, a))
+        out = a.out or (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent)
+        print(f"resuming {ckpt_path} at step {trainer.step}")
+    else:
+        cfg = RunConfig.load(a.config) if a.config else RunConfig()
+        _apply_flags(cfg, a)
+        cfg.validate()
+        if a.save_config:
+            a.save_config.write_text(cfg.to_json() + "\n", encoding="utf-8")
+            print(f"wrote {a.save_config}")
+            return 0
+        trainer = Trainer(cfg, progress=_download_progress)
+        out = a.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    cfg = trainer.config
+    run = RunFolder(out)
+    run.write_config(cfg)
+    print(
+        f"data: {trainer.dataset.name} | model: {count_parameters(trainer.model):,} parameters | "
+        f"T={cfg.schedule.timesteps} {cfg.schedule.name} | batch {trainer.batch_size} | "
+        f"device: {describe_device(trainer.device)}"
+    )
+    print(f"run folder: {run.root}")
+    bar = _ProgressBar(trainer.total_steps)
+    last = None
+    try:
+        for rec in trainer.steps():
+            last = rec
+            run.log(rec)
+            bar.update(rec)
+            if rec.preview is not None:
+                bar.note(f"preview: {run.save_preview(rec)}")
+            every = cfg.train.checkpoint_every
+            if every and rec.step % every == 0 and rec.step < rec.total_steps:
+                bar.note(f"checkpoint: {run.save_checkpoint(trainer)}")
+    except KeyboardInterrupt:
+        bar.note("interrupted: saving a checkpoint")
+    finally:
+        bar.close()
+    path = run.save_checkpoint(trainer)
+    run.close()
+    if last is not None:
+        print(f"done: step {last.step}, loss {last.loss:.4f}, {last.elapsed:.1f} s training")
+    print(f"checkpoint: {path}")
+    print(f"sample it:  ddpm sample {path} --png samples.png --gif denoise.gif")
+    return 0
+
+
+class _ProgressBar:
+    """One self-rewriting line on a terminal; a line every few seconds in a log file."""
+
+    def __init__(self, total: int, stream=sys.stdout):
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty()
+        self.smooth = None
+        self.last_print = 0.0
+
+    def update(self, rec) -> None:
+        self.smooth = rec.loss if self.smooth is None else 0.95 * self.smooth + 0.05 * rec.loss
+        now = time.monotonic()
+        if not (rec.step == rec.total_steps or now - self.last_print > (0.1 if self.tty else 5.0)):
+            return
+        self.last_print = now
+        frac = rec.step / max(rec.total_steps, 1)
+        filled = int(24 * frac)
+        line = (
+            f"step {rec.step}/{rec.total_steps} [{'#' * filled}{'.' * (24 - filled)}] "
+            f"epoch {rec.epoch} | loss {rec.loss:.4f} (avg {self.smooth:.4f}) | "
+            f"{rec.images_per_sec:.0f} img/s | ETA {_hms(rec.eta_seconds)}"
+        )
+        self.stream.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self.stream.write(("\r\x1b[2K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ---- sample ------------------------------------------------------------------------------
+
+
+def cmd_sample(a) -> int:
+    from .device import describe_device, pick_device
+    from .export import save_png_grid, save_trajectory_gif
+    from .model_io import load_for_sampling
+    from .run_folder import latest_checkpoint
+    from .samplers import sample_loop
+
+    if a.gif_index is not None and not 0 <= a.gif_index < a.num:
+        raise ConfigError(f"--gif-index {a.gif_index} is out of range: choose 0 to {a.num - 1}")
+    path = latest_checkpoint(a.checkpoint) if a.checkpoint.is_dir() else a.checkpoint
+    loaded = load_for_sampling(path, device=pick_device(a.device), use_ema=not a.no_ema, image_size=a.image_size)
+    cfg = loaded.config
+    T = cfg.schedule.timesteps
+    if a.steps is not None and a.sampler == "ddim" and a.steps > T:
+        raise ConfigError(f"--steps {a.steps} is more than the model's T={T}")
+    png = a.png or (None if a.gif else Path("samples.png"))
+    shape = (a.num, cfg.model.channels, cfg.data.image_size, cfg.data.image_size)
+    gen = torch.Generator().manual_seed(a.seed)  # CPU generator: the same noise on any device
+    print(
+        f"{loaded.source}: step {loaded.step}, {'EMA' if loaded.uses_ema else 'live'} weights | "
+        f"{a.sampler.upper()}{f' {a.steps or 50} steps' if a.sampler == 'ddim' else f' {T} steps'} | "
+        f"{describe_device(loaded.device)}"
+    )
+    frames = []
+    t0 = time.perf_counter()
+    last = None
+    for step in sample_loop(
+        loaded.model, loaded.schedule, shape, sampler=a.sampler, steps=a.steps, eta=a.eta, generator=gen
+    ):
+        last = step
+        if a.gif:
+            frames.append(step.x_t.cpu())
+        if sys.stdout.isatty():
+            sys.stdout.write(f"\rsampling: step {step.index + 1}/{step.num_steps}")
+            sys.stdout.flush()
+    final = last.x_prev.clamp(-1, 1).cpu()
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    print(f"sampled {a.num} images in {time.perf_counter() - t0:.1f} s")
+    if png:
+        print(f"wrote {save_png_grid(final, png, scale=2)}")
+    if a.gif:
+        frames.append(final)
+        gif = save_trajectory_gif(
+            frames, a.gif, index=a.gif_index, stride=a.gif_stride, duration_ms=a.gif_duration
+        )
+        print(f"wrote {gif}")
+    return 0
+
+
+# ---- info --------------------------------------------------------------------------------
+
+
+def cmd_info(a) -> int:
+    from .checkpoint import describe_checkpoint
+    from .run_folder import latest_checkpoint
+
+    path = latest_checkpoint(a.checkpoint) if a.checkpoint.is_dir() else a.checkpoint
+    print(describe_checkpoint(path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

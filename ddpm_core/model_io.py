@@ -1,0 +1,101 @@
+"""Loading a model for sampling from any checkpoint this project reads.
+
+A DDPM Studio checkpoint carries its configuration. A bare state_dict saved from the
+article's notebook does not: its U-Net widths are read off the weight shapes, and the rest
+(image size, schedule) defaults to the article's Fashion-MNIST setup unless the caller
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .checkpoint import check_state_dict_fits, load_checkpoint
+from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
+from .device import pick_device
+from .errors import CheckpointError
+from .schedules import NoiseSchedule
+from .unet import Unet, build_unet
+
+
+def infer_model_config(state: dict, source: str = "the file") -> ModelConfig:
+    """The Unet arguments that produce these weight shapes (groups default to the article's 4)."""
+    try:
+        init_w = state["init_conv.weight"]  # (init_dim, channels·(1 + self_condition), 1, 1)
+        time_w = state["time_mlp.1.weight"]  # (4·dim, dim)
+        out_w = state["final_conv.weight"]  # (out_dim, dim, 1, 1)
+    except KeyError as e:
+        raise CheckpointError(f"{source} is not a U-Net of the article's architecture (no {e.args[0]})") from None
+    dim = int(time_w.shape[1])
+    init_dim = int(init_w.shape[0])
+    levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"downs\.(\d+)\.", k))})
+    widths = []
+    for i in levels:  # each level's input width; the middle block has the deepest one
+        widths.append(int(state[f"downs.{i}.0.block1.proj.weight"].shape[1]))
+    widths = widths[1:] + [int(state["mid_block1.block1.proj.weight"].shape[0])]
+    if not levels or any(w % dim for w in widths):
+        raise CheckpointError(f"{source}: cannot work out the U-Net's level widths from its weights")
+    out_dim = int(out_w.shape[0])
+    in_ch = int(init_w.shape[1])
+    self_condition = in_ch == 2 * out_dim
+    channels = out_dim if self_condition or in_ch == out_dim else in_ch
+    return ModelConfig(
+        dim=dim,
+        init_dim=None if init_dim == dim else init_dim,
+        out_dim=None if out_dim == channels else out_dim,
+        dim_mults=tuple(w // dim for w in widths),
+        channels=channels,
+        self_condition=self_condition,
+        resnet_block_groups=4,
+    )
+
+
+@dataclass
+class LoadedModel:
+    model: Unet  # in eval mode, on `device`
+    schedule: NoiseSchedule
+    config: RunConfig
+    source: str
+    step: int
+    uses_ema: bool
+    device: torch.device
+
+
+def load_for_sampling(
+    path, device: Optional[str | torch.device] = None, use_ema: bool = True, image_size: Optional[int] = None
+) -> LoadedModel:
+    """A ready-to-sample model from a checkpoint (EMA weights when it has them and use_ema)."""
+    ckpt = load_checkpoint(path)
+    if ckpt.config:
+        config = RunConfig.from_dict(ckpt.config)
+    else:  # the article's notebook: Fashion-MNIST, 28×28, linear schedule, T = 300
+        model_cfg = infer_model_config(ckpt.model, str(ckpt.path))
+        config = RunConfig(
+            model=model_cfg,
+            schedule=ScheduleConfig("linear", 300),
+            data=DataConfig(dataset="fashion_mnist", image_size=28, channels=model_cfg.channels),
+        )
+    if image_size is not None:
+        config.data.image_size = image_size
+    config.validate()
+    # "auto", not the saved device: a checkpoint from a GPU server must open on a laptop.
+    dev = torch.device(device) if device is not None else pick_device("auto")
+    model = build_unet(config.model)
+    weights = ckpt.ema if (use_ema and ckpt.ema is not None) else ckpt.model
+    check_state_dict_fits(model, weights, str(ckpt.path))
+    model.load_state_dict(weights)
+    model.to(dev).eval().requires_grad_(False)
+    schedule = NoiseSchedule.from_name(config.schedule.name, config.schedule.timesteps).to(dev)
+    return LoadedModel(
+        model=model,
+        schedule=schedule,
+        config=config,
+        source=str(ckpt.path),
+        step=ckpt.step,
+        uses_ema=weights is ckpt.ema,
+        device=dev,
+    )

@@ -1,0 +1,89 @@
+"""A training run on disk: config, metrics log, preview grids and checkpoints.
+
+    runs/<name>/config.json
+    runs/<name>/metrics.jsonl          one JSON object per step
+    runs/<name>/previews/step_0000250.png
+    runs/<name>/checkpoints/step_0001000.safetensors   (the newest few are kept)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+from .atomic import TEMP_SUFFIX, atomic_write
+from .checkpoint import read_checkpoint_config
+from .errors import CheckpointError
+from .export import save_png_grid
+
+CHECKPOINT_RE = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+class RunFolder:
+    def __init__(self, root: str | Path, keep_checkpoints: int = 3):
+        self.root = Path(root)
+        self.previews = self.root / "previews"
+        self.checkpoints = self.root / "checkpoints"
+        for p in (self.root, self.previews, self.checkpoints):
+            p.mkdir(parents=True, exist_ok=True)
+        self.keep_checkpoints = keep_checkpoints
+        # A process killed mid-save leaves a hidden temp file (never a damaged checkpoint).
+        for stale in self.checkpoints.glob(".*" + TEMP_SUFFIX):
+            stale.unlink(missing_ok=True)
+        self._metrics = open(self.root / "metrics.jsonl", "a", encoding="utf-8")
+
+    def write_config(self, config) -> None:
+        text = config.to_json()
+        atomic_write(self.root / "config.json", lambda f: f.write(text.encode("utf-8")))
+
+    def log(self, record) -> None:
+        row = {
+            "step": record.step,
+            "epoch": record.epoch,
+            "loss": record.loss,
+            "images_per_sec": round(record.images_per_sec, 2),
+            "elapsed": round(record.elapsed, 3),
+        }
+        self._metrics.write(json.dumps(row) + "\n")
+        if record.step % 50 == 0:
+            self._metrics.flush()
+
+    def save_preview(self, record) -> Optional[Path]:
+        if record.preview is None:
+            return None
+        return save_png_grid(record.preview, self.previews / f"step_{record.step:07d}.png", scale=2)
+
+    def save_checkpoint(self, trainer) -> Path:
+        path = trainer.save(self.checkpoints / f"step_{trainer.step:07d}.safetensors")
+        old = sorted(self._checkpoint_files())[: -self.keep_checkpoints]
+        for _, p in old:
+            p.unlink(missing_ok=True)
+        return Path(path)
+
+    def _checkpoint_files(self):
+        for p in self.checkpoints.iterdir():
+            m = CHECKPOINT_RE.match(p.name)
+            if m:
+                yield int(m.group(1)), p
+
+    def close(self) -> None:
+        self._metrics.close()
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest checkpoint of a run folder that loads; incomplete or corrupt ones are skipped."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run folder (no checkpoints/ inside): give a checkpoint file or run folder")
+    candidates = sorted(
+        ((int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name))), reverse=True
+    )
+    for _, p in candidates:
+        try:
+            read_checkpoint_config(p)  # reads the header: catches truncated and corrupt files
+            return p
+        except CheckpointError:
+            continue
+    raise CheckpointError(f"no loadable checkpoint in {folder}: start a new run or give a checkpoint file")

@@ -1,0 +1,250 @@
+"""The one training loop (paper Algorithm 1), shared by the command line, the app and tests.
+
+`Trainer.steps()` is a generator: each `next()` runs one optimizer step and yields a small
+`StepRecord`. The caller prints, plots, saves or stops between steps; stopping is simply
+not asking for the next one. Everything that decides what happens next (weights, EMA,
+Adam state, step and position in the epoch, the RNG) is in `Trainer.state_for_checkpoint`,
+so a run saved and resumed continues exactly as if it had never stopped (on the CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .data import ImageSet, epoch_permutation, load_dataset, make_batch
+from .device import pick_device
+from .errors import CheckpointError, ConfigError
+from .losses import p_losses
+from .samplers import sample
+from .schedules import NoiseSchedule
+from .unet import Unet, build_unet
+
+
+@dataclass
+class StepRecord:
+    """What one training step reports. Arrays are CPU numpy copies, safe to send anywhere."""
+
+    step: int  # optimizer steps done, including this one
+    total_steps: int  # when training ends
+    epoch: int  # 0-based epoch this step belongs to
+    loss: float  # batch-mean loss
+    t: np.ndarray  # (B,) int64 timestep indices drawn for this batch
+    per_sample_loss: np.ndarray  # (B,) float32 loss of each sample, for loss by timestep
+    images_per_sec: float  # throughput of this step
+    elapsed: float  # seconds spent in training steps so far (previews excluded)
+    preview: Optional[torch.Tensor] = None  # (N, C, H, W) CPU float in [-1, 1], every preview_every steps
+
+    @property
+    def eta_seconds(self) -> float:
+        """Estimated seconds left, from the mean time per step so far."""
+        return self.elapsed / max(self.step, 1) * max(self.total_steps - self.step, 0)
+
+
+class Trainer:
+    """Owns the model, EMA copy, schedule, optimizer, data and RNG of one training run."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        images: Optional[ImageSet] = None,
+        device: Optional[torch.device | str] = None,
+        progress: Optional[Callable] = None,
+    ):
+        self.config = config.validate()
+        self.device = torch.device(device) if device is not None else pick_device(config.train.device)
+        tc = config.train
+
+        if images is None:
+            images = load_dataset(config.data, progress=progress)
+        if images.images.shape[1:] != (config.data.channels, config.data.image_size, config.data.image_size):
+            raise ConfigError(
+                f"the dataset's images are {tuple(images.images.shape[1:])} but the configuration asks for "
+                f"({config.data.channels}, {config.data.image_size}, {config.data.image_size})"
+            )
+        self.dataset = images
+        # The whole dataset lives on the training device as uint8: batches are made there,
+        # with no per-sample transforms and no host-to-device copy per step.
+        self.images = images.images.to(self.device)
+        n = self.images.shape[0]
+        self.batch_size = min(tc.batch_size, n)
+        self.batches_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
+
+        torch.manual_seed(tc.seed)  # weight initialisation
+        self.model: Unet = build_unet(config.model).to(self.device)
+        self.ema: Optional[Unet] = copy.deepcopy(self.model).requires_grad_(False) if tc.ema else None
+        self.schedule = NoiseSchedule.from_name(config.schedule.name, config.schedule.timesteps).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
+        # One generator for every random draw of the loop (t, ε, flips): its state is saved.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(tc.seed)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0
+        self._order: Optional[torch.Tensor] = None
+
+    # ---- the loop -------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        tc = self.config.train
+        limits = []
+        if tc.steps is not None:
+            limits.append(tc.steps)
+        if tc.epochs is not None:
+            limits.append(tc.epochs * self.batches_per_epoch)
+        return min(limits)
+
+    def steps(self) -> Iterator[StepRecord]:
+        """Train until `total_steps`, yielding after every optimizer step."""
+        tc = self.config.train
+        self.model.train()
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            x_start = self._next_batch()
+            b = x_start.shape[0]
+            # Algorithm 1, line 3: t ~ Uniform({1, ..., T}) (indices 0..T-1 here).
+            t = torch.randint(0, self.schedule.num_timesteps, (b,), device=self.device, generator=self.generator)
+            loss, per_sample = p_losses(
+                self.model, self.schedule, x_start, t, loss_type=tc.loss, generator=self.generator
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.ema is not None:
+                self._update_ema()
+            self.step += 1
+            loss_value = float(loss.detach())
+            dt = time.perf_counter() - t0
+            self.elapsed += dt
+
+            preview = None
+            if tc.preview_every and self.step % tc.preview_every == 0:
+                preview = self.preview()
+            yield StepRecord(
+                step=self.step,
+                total_steps=self.total_steps,
+                epoch=self.epoch if self.batch_in_epoch else self.epoch - 1,
+                loss=loss_value,
+                t=t.cpu().numpy(),
+                per_sample_loss=per_sample.float().cpu().numpy(),
+                images_per_sec=b / dt if dt > 0 else float("inf"),
+                elapsed=self.elapsed,
+                preview=preview,
+            )
+
+    def _next_batch(self) -> torch.Tensor:
+        if self._order is None:
+            # Data order is a pure function of (seed, epoch): nothing to save for it.
+            self._order = epoch_permutation(self.images.shape[0], self.config.train.seed, self.epoch).to(self.device)
+        start = self.batch_in_epoch * self.batch_size
+        index = self._order[start : start + self.batch_size]
+        batch = make_batch(self.images, index, self.config.data.flip, self.generator)
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch >= self.batches_per_epoch:
+            self.batch_in_epoch = 0
+            self.epoch += 1
+            self._order = None
+        return batch
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # θ_ema ← decay·θ_ema + (1 − decay)·θ
+        ema_params = list(self.ema.parameters())
+        params = [p.detach() for p in self.model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.config.train.ema_decay)
+
+    @property
+    def sampling_model(self) -> Unet:
+        """The EMA weights when kept (they give cleaner samples), else the live weights."""
+        return self.ema if self.ema is not None else self.model
+
+    def preview(self, count: Optional[int] = None) -> torch.Tensor:
+        """A preview batch, always from the same x_T and noise so previews are comparable
+        over training; its RNG is separate from training's, so it never changes the run."""
+        tc, dc = self.config.train, self.config.data
+        n = count or tc.preview_count
+        gen = torch.Generator(device="cpu").manual_seed(tc.seed + 1)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            x0 = sample(
+                self.sampling_model,
+                self.schedule,
+                (n, dc.channels, dc.image_size, dc.image_size),
+                sampler=tc.preview_sampler,
+                steps=min(tc.preview_steps, self.schedule.num_timesteps),
+                generator=gen,
+            )
+        finally:
+            self.model.train(was_training)
+        return x0.clamp(-1, 1).cpu()
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def save(self, path, extra: Optional[dict] = None):
+        """Write everything needed to continue exactly, atomically."""
+        return save_checkpoint(
+            path,
+            config=self.config.to_dict(),
+            model=self.model.state_dict(),
+            ema=self.ema.state_dict() if self.ema is not None else None,
+            optimizer=self.optimizer.state_dict(),
+            rng={"train": self.generator.get_state()},
+            step=self.step,
+            epoch=self.epoch,
+            extra={"batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed, **(extra or {})},
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt: Checkpoint | str,
+        images: Optional[ImageSet] = None,
+        device=None,
+        progress=None,
+        overrides: Optional[Callable[[RunConfig], None]] = None,
+    ) -> "Trainer":
+        """Rebuild a run from a checkpoint and continue it.
+
+        `overrides` may change settings that do not alter the model (e.g. more steps).
+        """
+        if not isinstance(ckpt, Checkpoint):
+            ckpt = load_checkpoint(ckpt)
+        if not ckpt.config:
+            raise CheckpointError(
+                f"{ckpt.path} holds weights only (no training state): it can be sampled from, "
+                "but training must start from a full DDPM Studio checkpoint"
+            )
+        config = RunConfig.from_dict(ckpt.config)
+        model_before = copy.deepcopy(config.model)
+        if overrides is not None:
+            overrides(config)
+            config.validate()
+            if config.model != model_before:
+                raise ConfigError("the model settings of a checkpoint cannot change when training continues")
+        trainer = cls(config, images=images, device=device, progress=progress)
+        check_state_dict_fits(trainer.model, ckpt.model, str(ckpt.path))
+        trainer.model.load_state_dict(ckpt.model)
+        if trainer.ema is not None:
+            ema_state = ckpt.ema if ckpt.ema is not None else ckpt.model
+            check_state_dict_fits(trainer.ema, ema_state, str(ckpt.path))
+            trainer.ema.load_state_dict(ema_state)
+        if ckpt.optimizer is not None:
+            trainer.optimizer.load_state_dict(ckpt.optimizer)
+            for group in trainer.optimizer.param_groups:  # a changed learning rate applies
+                group["lr"] = config.train.lr
+        if "train" in ckpt.rng:
+            trainer.generator.set_state(ckpt.rng["train"].to(torch.uint8).cpu())
+        trainer.step = ckpt.step
+        trainer.epoch = ckpt.epoch
+        trainer.batch_in_epoch = int(ckpt.extra.get("batch_in_epoch", 0))
+        trainer.elapsed = float(ckpt.extra.get("elapsed", 0.0))
+        return trainer
