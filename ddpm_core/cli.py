@@ -2,6 +2,7 @@
 
     ddpm train [--config FILE] [flags] [--out runs/NAME] [--resume CKPT_OR_RUN]
     ddpm sample CHECKPOINT [--png grid.png] [--gif denoise.gif] [--sampler ddim --steps 50]
+    ddpm forward [--image PHOTO] [--schedule cosine] --gif forward.gif
     ddpm info CHECKPOINT
 
 Any problem with what the user gave (a flag, a file) is printed as one line on stderr with
@@ -53,7 +54,7 @@ def _mults(text: str) -> tuple:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ddpm", description="Train and sample denoising diffusion models (DDPM Studio's command line).")
-    sub = p.add_subparsers(dest="command", metavar="{train,sample,info}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{train,sample,forward,info}", parser_class=_Parser)
     sub.required = True
 
     t = sub.add_parser("train", help="train a model (writes a run folder with previews, checkpoints and metrics)")
@@ -102,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gif-stride", type=_positive_int, default=1, help="keep every Nth step in the GIF")
     s.add_argument("--gif-duration", type=_positive_int, default=40, help="milliseconds per GIF frame")
 
+    f = sub.add_parser("forward", help="animate the forward process q(x_t | x_0) as a GIF")
+    f.add_argument("--gif", type=Path, default=Path("forward.gif"), help="output GIF (default: forward.gif)")
+    f.add_argument("--image", type=Path, help="an image file to noise (default: built-in shapes)")
+    f.add_argument("-n", "--num", type=_positive_int, default=8, help="how many dataset images (without --image)")
+    f.add_argument("--image-size", type=_positive_int, default=64)
+    f.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    f.add_argument("--schedule", default="linear", help="linear, cosine, quadratic or sigmoid")
+    f.add_argument("--timesteps", type=_positive_int, default=300)
+    f.add_argument("--frames", type=_positive_int, default=50)
+    f.add_argument("--seed", type=int, default=0)
+
     i = sub.add_parser("info", help="show what a checkpoint holds")
     i.add_argument("checkpoint", type=Path)
     return p
@@ -110,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "info": cmd_info}[args.command](args)
+        commands = {"train": cmd_train, "sample": cmd_sample, "forward": cmd_forward, "info": cmd_info}
+        return commands[args.command](args)
     except DDPMError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -317,6 +330,27 @@ def cmd_sample(a) -> int:
             frames, a.gif, index=a.gif_index, stride=a.gif_stride, duration_ms=a.gif_duration
         )
         print(f"wrote {gif}")
+    return 0
+
+
+# ---- forward -----------------------------------------------------------------------------
+
+
+def cmd_forward(a) -> int:
+    from .data import to_model_range
+    from .export import save_forward_gif
+    from .image_folder import load_image
+    from .schedules import NoiseSchedule
+    from .shapes import make_shapes
+
+    schedule = NoiseSchedule.from_name(a.schedule, a.timesteps)
+    if a.image is not None:
+        x0 = load_image(a.image, a.image_size, a.channels)[None]
+    else:
+        x0 = to_model_range(make_shapes(a.num, a.image_size, a.channels, seed=a.seed).images)
+    gen = torch.Generator().manual_seed(a.seed)
+    path = save_forward_gif(x0, schedule, a.gif, num_frames=a.frames, generator=gen, scale=max(1, 128 // a.image_size))
+    print(f"wrote {path} ({a.frames} frames, {a.schedule} schedule, T={a.timesteps})")
     return 0
 
 

@@ -192,7 +192,7 @@ def forward_timesteps(num_timesteps: int, num_frames: int) -> list[int]:
 
 def save_forward_gif(
     x_start: ImageBatch,
-    schedule_alphas_cumprod: Any,
+    schedule,
     path: PathLike,
     *,
     num_frames: int = 50,
@@ -204,18 +204,16 @@ def save_forward_gif(
     nrow: Optional[int] = None,
     hold_last_ms: Optional[int] = 0,
 ) -> Path:
-    """Animate the forward process q(x_t | x_0) = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε.
+    """Animate the forward process q(x_t | x_0) of a `NoiseSchedule` (`diffusion.q_sample`).
 
     One fixed ε (given as `noise`, else drawn with `generator`) for all frames, so the
     image dissolves smoothly instead of flickering; t = `forward_timesteps(T, num_frames)`.
     Writes exactly `num_frames` frames.
     """
+    from .diffusion import q_sample  # local: export stays importable without the math
+
     x0 = _as_batch(x_start)
-    abar = torch.as_tensor(np.asarray(schedule_alphas_cumprod.detach().cpu())
-                           if isinstance(schedule_alphas_cumprod, torch.Tensor)
-                           else np.asarray(schedule_alphas_cumprod), dtype=torch.float64).flatten()
-    if abar.numel() < 1 or not bool(((abar > 0) & (abar <= 1)).all()):
-        raise ValueError("schedule_alphas_cumprod must be a non-empty sequence of values in (0, 1]")
+    schedule = schedule.to("cpu")
     if noise is None:
         device = generator.device if generator is not None else "cpu"
         eps = torch.randn(tuple(x0.shape), generator=generator, device=device).cpu()
@@ -224,9 +222,8 @@ def save_forward_gif(
         if eps.shape != x0.shape:
             raise ValueError(f"noise has shape {tuple(eps.shape)}, x_start has {tuple(x0.shape)}")
     images = []
-    for t in forward_timesteps(abar.numel(), num_frames):
-        a = abar[t]
-        xt = (a.sqrt() * x0 + (1.0 - a).sqrt() * eps).float()
+    for t in forward_timesteps(schedule.num_timesteps, num_frames):
+        xt = q_sample(schedule, x0, torch.full((x0.shape[0],), t, dtype=torch.long), noise=eps)
         images.append(grid_image(xt, nrow=nrow, scale=scale))
     durations = [duration_ms] * len(images)
     if hold_last_ms:

@@ -107,3 +107,16 @@ def test_save_config_round_trip(tmp_path):
     assert main(["train", *TINY, "--schedule", "cosine", "--save-config", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["schedule"]["name"] == "cosine" and d["model"]["dim_mults"] == [1, 2]
+
+
+def test_forward_gif_from_shapes_and_from_an_image(tmp_path):
+    out = tmp_path / "f.gif"
+    assert main(["forward", "--gif", str(out), "-n", "2", "--image-size", "16", "--frames", "7"]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 7
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(photo)
+    assert main(["forward", "--image", str(photo), "--gif", str(out), "--schedule", "cosine", "--frames", "4"]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 4
+    assert main(["forward", "--image", str(tmp_path / "missing.png"), "--gif", str(out)]) == 2
