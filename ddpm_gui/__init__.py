@@ -1,0 +1,1 @@
+"""DDPM Studio's desktop app (PySide6 + pyqtgraph). It drives `ddpm_core` and adds no math."""

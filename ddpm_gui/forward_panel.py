@@ -1,0 +1,535 @@
+"""The "Forward process" tab: watch q(x_t | x₀) destroy an image as t grows.
+
+x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε  (Ho et al. 2020, eq. 4) is computed here in numpy with
+one fixed ε, so scrubbing t changes only the noise level, never the noise pattern. For a
+handful of small images that is microseconds, so every slider move redraws at once.
+The schedule constants come from the engine's `NoiseSchedule` (the shared `AppState`),
+never recomputed here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase, QFontMetrics, QPalette
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ddpm_core.data import IMAGE_EXTENSIONS, load_image
+from ddpm_core.errors import DDPMError
+from ddpm_gui.forward_samples import SampleLoader, SamplePool
+from ddpm_gui.image_view import ImageGrid, ZoomDialog
+from ddpm_gui.schedule_controls import ScheduleControls
+from ddpm_gui.state import AppState
+
+STRIP_STEPS = 7  # t = 0, T/6, ..., T−1: the article's "noise at several t" figure
+
+HINT = (
+    "Scrub <b>t</b> (slider or arrow keys) to watch noise destroy the image  ·  "
+    "<b>Training</b> tab → Start to train a model  ·  <b>File › Open checkpoint…</b> to load one  ·  "
+    "drop any image here to noise it"
+)
+
+# (buffer key, label, short meaning, tooltip, format) of the readouts for the current t
+READOUTS = (
+    (
+        "betas",
+        "β<sub>t</sub>",
+        "noise variance added at this step",
+        "β_t: the variance of the Gaussian noise added at step t:\n"
+        "q(x_t | x_{t−1}) = N(√(1−β_t)·x_{t−1}, β_t·I).",
+        "{:.5g}",
+    ),
+    (
+        "alphas_cumprod",
+        "ᾱ<sub>t</sub>",
+        "fraction of x<sub>0</sub>'s variance left",
+        "ᾱ_t = (1−β_1)(1−β_2)…(1−β_t): the fraction of the original signal's variance left at step t.",
+        "{:.5g}",
+    ),
+    (
+        "sqrt_alphas_cumprod",
+        "√ᾱ<sub>t</sub>",
+        "weight of x<sub>0</sub> in x<sub>t</sub>",
+        "√ᾱ_t: how strongly the clean image x₀ is still present in x_t (its weight in the sum).",
+        "{:.5g}",
+    ),
+    (
+        "sqrt_one_minus_alphas_cumprod",
+        "√(1−ᾱ<sub>t</sub>)",
+        "weight of ε: the noise's std",
+        "√(1−ᾱ_t): the standard deviation of the noise in x_t (the weight of ε in the sum).",
+        "{:.5g}",
+    ),
+    (
+        "snr",
+        "SNR",
+        "signal-to-noise ratio ᾱ<sub>t</sub>/(1−ᾱ<sub>t</sub>)",
+        "Signal-to-noise ratio ᾱ_t / (1−ᾱ_t): above 1 the image dominates x_t, below 1 the noise does.",
+        "{:.4g}",
+    ),
+    (
+        "log_snr",
+        "log SNR",
+        "0 where signal and noise are equal",
+        "Natural log of the SNR: 0 where signal and noise are equally strong; it falls as t grows.",
+        "{:+.3f}",
+    ),
+)
+
+
+def _muted(label: QLabel) -> QLabel:
+    """Secondary text: the palette's placeholder colour, so it works on light and dark themes."""
+    label.setForegroundRole(QPalette.PlaceholderText)
+    return label
+
+
+class _StripCell(QWidget):
+    """One image of the strip with its caption underneath."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.view = ImageGrid(self, columns=1)
+        self.view.setMinimumSize(56, 56)
+        self.view.setCursor(Qt.PointingHandCursor)
+        self.caption = QLabel(self)
+        self.caption.setAlignment(Qt.AlignCenter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.caption)
+        self.t: Optional[int] = None  # None for the x₀ cell
+
+
+class ForwardPanel(QWidget):
+    def __init__(self, state: AppState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.last_image_dir = ""  # restored/saved by the main window
+        self._rng = np.random.default_rng()
+        self._values = state.schedule.as_numpy()
+        self._x0: Optional[np.ndarray] = None  # float32 (C, H, W) in [-1, 1]
+        self._eps: Optional[np.ndarray] = None  # float32 (C, H, W), drawn once, reused for every t
+        self._pool: Optional[SamplePool] = None
+        self._pool_index = 0
+        self._image_path: Optional[str] = None  # set while showing an opened file
+        self._caption = ""
+        self._zoom: Optional[ZoomDialog] = None
+        self._loader = SampleLoader(self)
+
+        self._build()
+        self.setAcceptDrops(True)
+
+        self._loader.loaded.connect(self._on_pool_loaded)
+        self._loader.failed.connect(self._on_pool_failed)
+        state.scheduleChanged.connect(self._on_schedule_changed)
+        state.timestepChanged.connect(self._on_t_changed)
+        state.dataChanged.connect(self._on_data_changed)
+
+        self._sync_schedule_controls()
+        self._on_t_changed(state.t)
+        self._request_pool()
+
+    # ---- layout ------------------------------------------------------------------------
+    def _build(self) -> None:
+        hint = _muted(QLabel(HINT, self))
+        hint.setWordWrap(True)
+
+        # Schedule and T: the same AppState the training panel reads.
+        self.schedule_controls = ScheduleControls(self.state, self)
+        self.schedule_combo = self.schedule_controls.schedule_combo
+        self.steps_spin = self.schedule_controls.steps_spin
+        self.sample_button = QPushButton("Another sample", self)
+        self.sample_button.setToolTip("Show another image x₀ of the current training dataset.")
+        self.open_button = QPushButton("Open image…", self)
+        self.open_button.setToolTip(
+            "Noise your own picture (or drag and drop an image file onto this tab).\n"
+            "It is resized and centre-cropped to the training image size and channels."
+        )
+        self.noise_button = QPushButton("New noise", self)
+        self.noise_button.setToolTip(
+            "Draw a new ε ~ N(0, I). The same ε is used at every t, so moving t changes only\n"
+            "how much noise there is, not which noise: exactly the closed form of q(x_t | x₀)."
+        )
+        self.source_label = _muted(QLabel(self))
+        self.source_label.setToolTip("Where x₀ comes from")
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.schedule_controls)
+        controls.addSpacing(16)
+        controls.addWidget(self.sample_button)
+        controls.addWidget(self.open_button)
+        controls.addWidget(self.noise_button)
+        controls.addSpacing(12)
+        controls.addWidget(self.source_label, 1)
+
+        # The noised image, large.
+        self.xt_title = QLabel(self)
+        font = self.xt_title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.xt_title.setFont(font)
+        self.big_view = ImageGrid(self, columns=1, placeholder="Loading an example image…")
+        self.big_view.setMinimumSize(200, 200)
+        self.big_view.setCursor(Qt.PointingHandCursor)
+        self.big_view.setToolTip("x_t, the image after t+1 noising steps. Click to open it in a window.")
+        left = QVBoxLayout()
+        left.addWidget(self.xt_title)
+        left.addWidget(self.big_view, 1)
+
+        right = QVBoxLayout()
+        right.addWidget(self._build_equation())
+        right.addWidget(self._build_readouts())
+        right.addStretch(1)
+
+        main = QHBoxLayout()
+        main.addLayout(left, 3)
+        main.addSpacing(12)
+        main.addLayout(right, 2)
+
+        # The timestep: slider and spin box, both keyboard-driven.
+        self.t_slider = QSlider(Qt.Horizontal, self)
+        self.t_slider.setFocusPolicy(Qt.StrongFocus)
+        self.t_slider.setTickPosition(QSlider.TicksBelow)
+        self.t_slider.setToolTip(
+            "The timestep t, as an index 0…T−1 (the paper counts 1…T).\n"
+            "Arrow keys: ±1 · Page Up/Down: ±T/10 · Home/End: first/last step."
+        )
+        self.t_spin = QSpinBox(self)
+        self.t_spin.setToolTip(self.t_slider.toolTip())
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(QLabel("t", self))
+        slider_row.addWidget(self.t_slider, 1)
+        slider_row.addWidget(self.t_spin)
+
+        # The strip: x₀ then x_t at evenly spaced t.
+        strip_box = QFrame(self)
+        strip_box.setFrameShape(QFrame.StyledPanel)
+        strip = QHBoxLayout(strip_box)
+        strip.setContentsMargins(6, 6, 6, 6)
+        self.strip_cells: list[_StripCell] = []
+        for _ in range(STRIP_STEPS + 1):
+            cell = _StripCell(strip_box)
+            cell.view.clicked.connect(lambda _=0, c=cell: self._on_strip_clicked(c))
+            strip.addWidget(cell, 1)
+            self.strip_cells.append(cell)
+        self.strip_cells[0].view.setToolTip("x₀, the clean image. Click to enlarge.")
+        for cell in self.strip_cells[1:]:
+            cell.view.setToolTip("x_t at this t, with the same ε. Click to jump there.")
+        strip_box.setMinimumHeight(110)
+        strip_box.setMaximumHeight(170)
+        strip_box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(hint)
+        layout.addLayout(controls)
+        layout.addLayout(main, 1)
+        layout.addLayout(slider_row)
+        layout.addWidget(strip_box)
+
+        self.sample_button.clicked.connect(self.another_sample)
+        self.open_button.clicked.connect(lambda: self.open_image())
+        self.noise_button.clicked.connect(self.new_noise)
+        self.t_slider.valueChanged.connect(self.state.set_t)
+        self.t_spin.valueChanged.connect(self.state.set_t)
+        self.big_view.clicked.connect(lambda _: self._zoom_xt())
+
+    def _build_equation(self) -> QWidget:
+        box = QFrame(self)
+        box.setFrameShape(QFrame.StyledPanel)
+        self.x0_view = ImageGrid(box, columns=1)
+        self.x0_view.setToolTip("x₀: the clean image")
+        self.eps_view = ImageGrid(box, columns=1)
+        self.eps_view.setToolTip(
+            "ε ~ N(0, I): the fixed noise (shown clipped to [−1, 1]). 'New noise' draws another."
+        )
+        for view in (self.x0_view, self.eps_view):
+            view.setMinimumSize(80, 80)
+        self.equation = QLabel(box)
+        self.equation.setAlignment(Qt.AlignCenter)
+        self.equation.setToolTip(
+            "q(x_t | x₀) in closed form (Ho et al. 2020, eq. 4): no need to apply t noising steps one by one."
+        )
+        grid = QGridLayout(box)
+        grid.addWidget(self.x0_view, 0, 0)
+        grid.addWidget(self.eps_view, 0, 1)
+        grid.addWidget(QLabel("x<sub>0</sub> (clean)", box), 1, 0, Qt.AlignCenter)
+        grid.addWidget(QLabel("ε (fixed noise)", box), 1, 1, Qt.AlignCenter)
+        grid.addWidget(self.equation, 2, 0, 1, 2)
+        grid.setRowStretch(0, 1)
+        return box
+
+    def _build_readouts(self) -> QWidget:
+        box = QFrame(self)
+        box.setFrameShape(QFrame.StyledPanel)
+        grid = QGridLayout(box)
+        mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+        self.readouts: dict[str, QLabel] = {}
+        digits = QFontMetrics(mono).horizontalAdvance("-0.0000000")
+        for row, (key, name, meaning, tip, _) in enumerate(READOUTS):
+            name_label = QLabel(name, box)
+            value = QLabel(box)
+            value.setFont(mono)
+            value.setMinimumWidth(digits)
+            value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            value.setTextInteractionFlags(Qt.TextSelectableByMouse)  # copy a number into notes
+            meaning_label = _muted(QLabel(meaning, box))
+            for w in (name_label, value, meaning_label):
+                w.setToolTip(tip)
+            grid.addWidget(name_label, row, 0)
+            grid.addWidget(value, row, 1)
+            grid.addWidget(meaning_label, row, 2)
+            self.readouts[key] = value
+        grid.setColumnStretch(2, 1)
+        grid.setHorizontalSpacing(12)
+        return box
+
+    # ---- schedule and t --------------------------------------------------------------
+    def _sync_schedule_controls(self) -> None:
+        T = self.state.timesteps
+        widgets = (self.t_slider, self.t_spin)
+        for w in widgets:
+            w.blockSignals(True)
+        self.t_slider.setRange(0, T - 1)
+        self.t_slider.setPageStep(max(1, T // 10))
+        self.t_slider.setTickInterval(max(1, T // 10))
+        self.t_spin.setRange(0, T - 1)
+        self.t_slider.setValue(min(self.state.t, T - 1))
+        self.t_spin.setValue(min(self.state.t, T - 1))
+        for w in widgets:
+            w.blockSignals(False)
+
+    def _on_schedule_changed(self) -> None:
+        self._values = self.state.schedule.as_numpy()
+        self._sync_schedule_controls()
+        self._redraw()
+        self._redraw_strip()
+
+    def _on_t_changed(self, t: int) -> None:
+        for w in (self.t_slider, self.t_spin):
+            if w.value() != t:
+                w.blockSignals(True)
+                w.setValue(t)
+                w.blockSignals(False)
+        self._redraw()
+
+    def _current_t(self) -> int:
+        # scheduleChanged fires before the state clamps t into the new range.
+        return min(self.state.t, self.state.timesteps - 1)
+
+    # ---- the math: x_t from x₀ and the fixed ε -------------------------------------------
+    @property
+    def x0(self) -> Optional[np.ndarray]:
+        """The clean image, float32 (C, H, W) in [-1, 1] (None while the first one loads)."""
+        return self._x0
+
+    @property
+    def noise(self) -> Optional[np.ndarray]:
+        """The fixed ε, same shape as x0."""
+        return self._eps
+
+    def x_t(self, t: Optional[int] = None) -> Optional[np.ndarray]:
+        """x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε as float32 (C, H, W), or None before an image is loaded."""
+        if self._x0 is None:
+            return None
+        t = self._current_t() if t is None else t
+        a = np.float32(self._values["sqrt_alphas_cumprod"][t])
+        b = np.float32(self._values["sqrt_one_minus_alphas_cumprod"][t])
+        return a * self._x0 + b * self._eps
+
+    def _redraw(self) -> None:
+        t = self._current_t()
+        v = self._values
+        self.xt_title.setText(f"x<sub>t</sub> at t = {t}  <small>(T = {self.state.timesteps})</small>")
+        for key, _, _, _, fmt in READOUTS:
+            self.readouts[key].setText(fmt.format(v[key][t]))
+        self.equation.setText(
+            f"x<sub>t</sub> = <b>{v['sqrt_alphas_cumprod'][t]:.3f}</b>·x<sub>0</sub> + "
+            f"<b>{v['sqrt_one_minus_alphas_cumprod'][t]:.3f}</b>·ε"
+        )
+        xt = self.x_t(t)
+        if xt is not None:
+            self.big_view.set_images(xt[None])
+
+    def _strip_steps(self) -> list[int]:
+        T = self.state.timesteps
+        return sorted({int(round(k * (T - 1) / (STRIP_STEPS - 1))) for k in range(STRIP_STEPS)})
+
+    def _redraw_strip(self) -> None:
+        if self._x0 is None:
+            return
+        self.x0_view.set_images(self._x0[None])
+        self.eps_view.set_images(self._eps[None])
+        first = self.strip_cells[0]
+        first.view.set_images(self._x0[None])
+        first.caption.setText("x<sub>0</sub>")
+        steps = self._strip_steps()
+        for i, cell in enumerate(self.strip_cells[1:]):
+            if i < len(steps):  # T < STRIP_STEPS leaves some cells empty
+                cell.t = steps[i]
+                cell.view.set_images(self.x_t(steps[i])[None])
+                cell.caption.setText(f"t = {steps[i]}")
+                cell.show()
+            else:
+                cell.t = None
+                cell.hide()
+
+    def _on_strip_clicked(self, cell: _StripCell) -> None:
+        if cell.t is None:
+            self._open_zoom(self.strip_cells[0].view, "x₀, the clean image", self._caption)
+        else:
+            self.state.set_t(cell.t)
+
+    def _zoom_xt(self) -> None:
+        t = self._current_t()
+        v = self._values
+        caption = (
+            f"t = {t}: x_t = {v['sqrt_alphas_cumprod'][t]:.3f}·x₀ + {v['sqrt_one_minus_alphas_cumprod'][t]:.3f}·ε"
+            f"   ({self._caption})"
+        )
+        self._open_zoom(self.big_view, f"x_t at t = {t}", caption)
+
+    def _open_zoom(self, view: ImageGrid, title: str, caption: str) -> None:
+        if view.image_count() == 0:
+            return
+        if self._zoom is not None:
+            self._zoom.close()
+        self._zoom = ZoomDialog(view.image(0), title, caption, self)
+        self._zoom.show()  # not modal: the user may keep scrubbing t
+
+    # ---- where x₀ comes from -------------------------------------------------------------
+    def _set_x0(self, x0: np.ndarray, caption: str) -> None:
+        x0 = np.ascontiguousarray(x0, dtype=np.float32)
+        if self._eps is None or self._eps.shape != x0.shape:
+            self._eps = self._draw_noise(x0.shape)
+        self._x0 = x0
+        self._caption = caption
+        self.source_label.setText(caption)
+        self._redraw()
+        self._redraw_strip()
+
+    def _draw_noise(self, shape) -> np.ndarray:
+        return self._rng.standard_normal(shape, dtype=np.float32)
+
+    def new_noise(self) -> None:
+        if self._x0 is None:
+            return
+        self._eps = self._draw_noise(self._x0.shape)
+        self._redraw()
+        self._redraw_strip()
+
+    def another_sample(self) -> None:
+        """Next image of the dataset pool (also leaves an opened image file)."""
+        self._image_path = None
+        if self._pool is None:
+            return  # still loading: the first image shows when it arrives
+        n = len(self._pool.images)
+        if n > 1:
+            self._pool_index = (self._pool_index + int(self._rng.integers(1, n))) % n  # never the same one
+        self._show_pool_image()
+
+    def _show_pool_image(self) -> None:
+        pool = self._pool
+        i = self._pool_index
+        label = pool.captions[i]
+        self._set_x0(pool.images[i], f"{pool.title} · {label}" if label else pool.title)
+
+    def _request_pool(self) -> None:
+        self._pool = None
+        self._loader.request(self.state.data, seed=int(self._rng.integers(2**31)))
+
+    def _on_pool_loaded(self, pool: SamplePool) -> None:
+        self._pool = pool
+        self._pool_index = 0
+        if pool.note:
+            self.state.status.emit(pool.note)
+        if self._image_path is None:
+            self._show_pool_image()
+
+    def _on_pool_failed(self, message: str) -> None:
+        if self.state.data.dataset == "shapes":
+            self.state.errorOccurred.emit(message)  # nothing left to fall back to
+            return
+        self.state.status.emit(f"{message} (showing the built-in shapes meanwhile)")
+        fallback = dataclasses.replace(self.state.data, dataset="shapes", root=None)
+        self._loader.request(fallback, seed=int(self._rng.integers(2**31)))
+
+    def _on_data_changed(self) -> None:
+        # An opened file stays, reloaded at the new size; if it is gone, back to the dataset.
+        if self._image_path is not None and not self._load_file(self._image_path):
+            self._image_path = None
+        self._request_pool()
+
+    # ---- opening an image file -------------------------------------------------------------
+    def open_image(self, path: Optional[str] = None) -> bool:
+        """Use an image file as x₀. Without a path, ask with a file dialog. Errors go to
+        `state.errorOccurred`; returns whether the image is now shown."""
+        if path is None:
+            patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open an image to noise", self.last_image_dir, f"Images ({patterns});;All files (*)"
+            )
+            if not path:
+                return False
+        if not self._load_file(path):
+            return False
+        self._image_path = str(path)
+        self.last_image_dir = str(Path(path).parent)
+        self.state.status.emit(f"Noising {Path(path).name}")
+        return True
+
+    def _load_file(self, path: str) -> bool:
+        cfg = self.state.data
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            x0 = load_image(path, cfg.image_size, cfg.channels).numpy()
+        except DDPMError as e:
+            self.state.errorOccurred.emit(str(e))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self._set_x0(x0, f"{Path(path).name} at {cfg.image_size}×{cfg.image_size} (the training size)")
+        return True
+
+    # ---- drag and drop ---------------------------------------------------------------------
+    @staticmethod
+    def _dropped_file(event) -> Optional[str]:
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return None
+        files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+        return files[0] if files else None
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped_file(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped_file(event)
+        if path:
+            event.acceptProposedAction()
+            self.open_image(path)
+
+    # ---- closing -------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Wait for a background image load, so no QThread outlives the window."""
+        self._loader.shutdown()
+        if self._zoom is not None:
+            self._zoom.close()

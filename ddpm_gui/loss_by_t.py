@@ -1,0 +1,106 @@
+"""Loss by timestep: where in t = 0..T−1 the model still predicts the noise badly.
+
+Each training step draws a random t for every image; the trainer reports every image's
+own loss with its t. Here they are binned over t and averaged with exponential
+forgetting (a half-life in training steps), so the bars show how the model does *now*,
+not the average since the start. Typically small t (almost clean images, where the noise
+is tiny and hard to see) stays worst the longest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from ddpm_gui.plot_style import BAR_COLOUR, apply_palette
+from ddpm_gui.redraw import RedrawTimer
+
+
+class TimestepLossStats:
+    """Recency-weighted mean loss per bin of timesteps (pure numpy, no Qt)."""
+
+    def __init__(self, timesteps: int, max_bins: int = 50, half_life_steps: float = 200.0):
+        self.timesteps = int(timesteps)
+        self.bins = max(1, min(int(max_bins), self.timesteps))
+        self.edges = np.linspace(0, self.timesteps, self.bins + 1)
+        self.decay_per_step = 0.5 ** (1.0 / half_life_steps)
+        self._sum = np.zeros(self.bins)
+        self._weight = np.zeros(self.bins)
+
+    def add(self, t: np.ndarray, losses: np.ndarray, steps: int = 1) -> None:
+        t = np.asarray(t, dtype=np.int64).ravel()
+        losses = np.asarray(losses, dtype=np.float64).ravel()
+        keep = np.isfinite(losses) & (t >= 0) & (t < self.timesteps)
+        t, losses = t[keep], losses[keep]
+        # Forget a little per step, everywhere at once: the ratio sum/weight stays a mean,
+        # weighted towards recent steps, and a bin not drawn lately keeps its last value.
+        f = self.decay_per_step ** max(int(steps), 1)
+        self._sum *= f
+        self._weight *= f
+        index = np.minimum((t * self.bins) // self.timesteps, self.bins - 1)
+        np.add.at(self._sum, index, losses)
+        np.add.at(self._weight, index, 1.0)
+
+    def means(self) -> np.ndarray:
+        """(bins,) mean loss per bin; NaN where no sample has fallen yet."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self._weight > 0, self._sum / np.maximum(self._weight, 1e-300), np.nan)
+
+    def centres(self) -> np.ndarray:
+        return (self.edges[:-1] + self.edges[1:]) / 2 - 0.5  # in index units, 0..T−1
+
+
+class LossByTimestepPlot(QWidget):
+    """Bars of `TimestepLossStats.means()` over t, redrawn at most 20 times a second."""
+
+    def __init__(self, parent=None, max_bins: int = 50):
+        super().__init__(parent)
+        self.max_bins = max_bins
+        self.stats = TimestepLossStats(300, max_bins)
+        self.plot = pg.PlotWidget(self)
+        item = self.plot.getPlotItem()
+        item.setTitle("Loss by timestep (recent)")
+        item.setLabel("bottom", "timestep t")
+        item.setLabel("left", "mean loss")
+        item.showGrid(x=False, y=True, alpha=0.2)
+        item.setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(BAR_COLOUR), pen=pg.mkPen(None))
+        item.addItem(self.bars)
+        self.setToolTip(
+            "Every training image gets a random timestep t. Each bar is the recent mean loss of "
+            "the images whose t fell in that range: high bars show the noise levels the model "
+            "still gets wrong."
+        )
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self._redraw = RedrawTimer(self._draw, parent=self)
+        apply_palette(self.plot, self.palette())
+        self.reset(300)
+
+    def reset(self, timesteps: int, run_length: int | None = None) -> None:
+        """Start over for a run with T = `timesteps`; remember ~10 % of a run of `run_length` steps."""
+        half_life = 200.0 if run_length is None else float(min(1000, max(50, run_length // 10)))
+        self.stats = TimestepLossStats(timesteps, self.max_bins, half_life_steps=half_life)
+        self.plot.getPlotItem().setXRange(-0.5, timesteps - 0.5, padding=0.02)
+        self._redraw.request()
+
+    def add(self, t, losses, steps: int = 1) -> None:
+        self.stats.add(t, losses, steps)
+        self._redraw.request()
+
+    def flush(self) -> None:
+        self._redraw.flush()
+
+    def _draw(self) -> None:
+        s = self.stats
+        means = s.means()
+        width = s.timesteps / s.bins
+        self.bars.setOpts(x=s.centres(), height=np.nan_to_num(means, nan=0.0), width=0.9 * width)
+
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.PaletteChange:
+            apply_palette(self.plot, self.palette())
+        super().changeEvent(event)

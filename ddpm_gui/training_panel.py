@@ -1,0 +1,607 @@
+"""The Training tab: set up a run, start / pause / resume / stop it, and watch it learn.
+
+The engine's `Trainer.steps()` runs on a `TrainingWorker` thread; this panel only shows
+what the worker reports: the loss curve, loss by timestep, step / epoch / images per second
+/ ETA, and the preview grids. At every preview, pause and stop the worker publishes a copy
+of the EMA model to `state.model`, which the Denoising tab samples from.
+
+Checkpoints: Save writes the trainer's full state (between two steps when a run is live);
+Open reads a checkpoint and switches the panel to "continue" mode, in which Start resumes
+that run with `Trainer.from_checkpoint`, possibly with more steps or another learning rate.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ddpm_core.checkpoint import CHECKPOINT_SUFFIX, load_checkpoint
+from ddpm_core.config import RunConfig
+from ddpm_core.errors import CheckpointError, DDPMError
+from ddpm_core.training import Trainer
+from ddpm_gui.image_view import ImageGrid, ZoomDialog
+from ddpm_gui.loss_by_t import LossByTimestepPlot
+from ddpm_gui.loss_plot import LossPlot
+from ddpm_gui.state import AppState
+from ddpm_gui.training_form import TrainingForm
+from ddpm_gui.training_worker import TrainingWorker
+from ddpm_gui.workers import TaskWorker, describe_error
+
+STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; never abandon it
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+class TrainingPanel(QWidget):
+    runningChanged = Signal(bool)  # a training thread started (True) or ended (False)
+    progressed = Signal(int)  # the latest step shown
+    previewShown = Signal(int)  # the step of the preview grid just shown
+    pausedChanged = Signal(bool)  # the worker has actually paused (True) or resumed (False)
+    checkpointSaved = Signal(str)
+    checkpointOpened = Signal(str)
+
+    def __init__(self, state: AppState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self._worker: Optional[TrainingWorker] = None
+        self._trainer = None  # the last run's trainer, kept for saving after it ends
+        self._tasks: list[TaskWorker] = []  # checkpoint loads and saves in flight
+        # Workers let go of early (shutdown) are kept until their last queued signal has
+        # been delivered: Qt's sender() must never point at a deleted object.
+        self._retired: list[TrainingWorker] = []
+        self._continue = None  # (Checkpoint, RunConfig) while continuing an opened checkpoint
+        self._step = 0  # the latest step reported
+        self._saved_step = 0  # the step the last save (or the opened checkpoint) holds
+        self._last_path = ""
+        self._paused = False
+        self._preview_step = 0
+        self._zoom: Optional[ZoomDialog] = None
+        self._build()
+        self.form.changed.connect(self._update_controls)
+        self._update_controls()
+
+    # ---- construction --------------------------------------------------------------------
+    def _build(self) -> None:
+        self.form = TrainingForm(self.state)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Start training with these settings (or continue the opened checkpoint).")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Pause after the current step; the Denoising tab can sample the model meanwhile.")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Go on training from where it paused.")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("End training after the current step. The model stays available to sample and save.")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.stop_button.clicked.connect(self.stop)
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self.hint.setObjectName("validationHint")
+        self.hint.setStyleSheet("color: #d9363e;")
+
+        self.save_button = QPushButton("Save checkpoint…")
+        self.save_button.setToolTip("Save weights, EMA weights, optimizer and RNG state: training can continue exactly from it.")
+        self.open_button = QPushButton("Open checkpoint…")
+        self.open_button.setToolTip("Open a checkpoint to continue training it (more steps, another learning rate).")
+        self.save_button.clicked.connect(lambda: self.save_checkpoint())
+        self.open_button.clicked.connect(lambda: self.open_checkpoint())
+        self.continue_label = QLabel("")
+        self.continue_label.setWordWrap(True)
+        self.new_run_button = QPushButton("New run instead")
+        self.new_run_button.setToolTip("Forget the opened checkpoint: Start begins a new model from scratch.")
+        self.new_run_button.clicked.connect(self.leave_continue_mode)
+
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            buttons.addWidget(b)
+        ckpt_box = QGroupBox("Checkpoint")
+        ck = QVBoxLayout(ckpt_box)
+        row = QHBoxLayout()
+        row.addWidget(self.save_button)
+        row.addWidget(self.open_button)
+        ck.addLayout(row)
+        ck.addWidget(self.continue_label)
+        ck.addWidget(self.new_run_button)
+
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.addWidget(self.form)
+        lv.addWidget(ckpt_box)
+        lv.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(340)
+        controls = QWidget()
+        cv = QVBoxLayout(controls)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.addWidget(scroll, 1)
+        cv.addWidget(self.hint)
+        cv.addLayout(buttons)
+
+        # Progress and numbers
+        self.step_label = QLabel("Step –")
+        self.epoch_label = QLabel("Epoch –")
+        self.speed_label = QLabel("– images/s")
+        self.eta_label = QLabel("ETA –")
+        self.step_label.setToolTip("Optimizer steps done / steps this run will make.")
+        self.epoch_label.setToolTip("Full passes over the training images.")
+        self.speed_label.setToolTip("Training images processed per second (previews excluded).")
+        self.eta_label.setToolTip("Time left at the average speed so far (previews excluded).")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        self.info_label = QLabel("Choose settings and press Start.")
+        self.info_label.setWordWrap(True)
+        stats = QHBoxLayout()
+        for w in (self.step_label, self.epoch_label, self.speed_label, self.eta_label):
+            stats.addWidget(w)
+            stats.addSpacing(12)
+        stats.addStretch(1)
+
+        self.loss_plot = LossPlot()
+        self.loss_by_t = LossByTimestepPlot()
+        self.preview_grid = ImageGrid(placeholder="Samples from the model appear here at every preview.")
+        self.preview_grid.setToolTip("Samples from the current model, always from the same starting noise x_T: click one to enlarge.")
+        self.preview_grid.clicked.connect(self._zoom_preview)
+        self.preview_caption = QLabel("Preview samples")
+        preview_box = QWidget()
+        pv = QVBoxLayout(preview_box)
+        pv.setContentsMargins(0, 0, 0, 0)
+        pv.addWidget(self.preview_caption)
+        pv.addWidget(self.preview_grid, 1)
+
+        bottom = QSplitter(Qt.Horizontal)
+        bottom.addWidget(self.loss_by_t)
+        bottom.addWidget(preview_box)
+        bottom.setSizes([500, 360])
+        plots = QSplitter(Qt.Vertical)
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(bottom)
+        plots.setSizes([380, 320])
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addLayout(stats)
+        rv.addWidget(self.progress)
+        rv.addWidget(self.info_label)
+        rv.addWidget(plots, 1)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(controls)
+        layout.addWidget(right, 1)
+
+    # ---- public API ----------------------------------------------------------------------
+    def is_running(self) -> bool:
+        """True from Start until the training thread has ended (paused counts as running)."""
+        return self._worker is not None
+
+    def is_paused(self) -> bool:
+        return self._worker is not None and self._paused
+
+    def current_step(self) -> int:
+        return self._step
+
+    @property
+    def trainer(self):
+        """The last run's Trainer once its thread has ended (None while one runs)."""
+        return self._trainer if self._worker is None else None
+
+    def config(self) -> RunConfig:
+        return self.form.config()
+
+    def set_config(self, cfg: RunConfig) -> None:
+        self.form.set_config(cfg)
+
+    def start(self) -> bool:
+        """Start a new run, or continue the opened checkpoint. False if it cannot start."""
+        if self._worker is not None:
+            return False
+        cfg, reason = self.form.check()
+        if cfg is None:
+            self._update_controls()
+            self.state.status.emit(f"Cannot start: {reason}")
+            return False
+        self.state.set_schedule(cfg.schedule.name, cfg.schedule.timesteps)
+
+        if self._continue is not None:
+            ckpt = self._continue[0]
+
+            def overrides(c: RunConfig) -> None:
+                # Everything but the model may change when a run continues.
+                c.schedule, c.data, c.train = cfg.schedule, cfg.data, cfg.train
+
+            def make(progress):
+                return Trainer.from_checkpoint(ckpt, progress=progress, overrides=overrides)
+
+            self._step = self._saved_step = ckpt.step
+        else:
+
+            def make(progress):
+                return Trainer(cfg, progress=progress)
+
+            self._step = self._saved_step = 0
+
+        worker = TrainingWorker(make)
+        worker.loading.connect(self._on_loading)
+        worker.ready.connect(self._on_ready)
+        worker.progress.connect(self._on_progress)
+        worker.preview.connect(self._on_preview)
+        worker.snapshot.connect(self._on_snapshot)
+        worker.saved.connect(self._on_saved)
+        worker.requestFailed.connect(self._on_save_failed)
+        worker.pausedChanged.connect(self._on_paused_changed)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._trainer = None
+        self._paused = False
+        self.form.setEnabled(False)  # a live run's settings are fixed
+        self.loss_plot.clear()
+        self.loss_by_t.reset(cfg.schedule.timesteps)
+        self.progress.setRange(0, 0)  # busy until the trainer exists
+        self.progress.setFormat("preparing…")
+        self.info_label.setText("Preparing the data and the model…")
+        worker.start()
+        self.state.status.emit("Training: preparing data and model…")
+        self._update_controls()
+        self.runningChanged.emit(True)
+        return True
+
+    def pause(self) -> None:
+        if self._worker is not None and not self._paused:
+            self._paused = True
+            self._worker.pause()
+            self.info_label.setText("Pausing after the current step…")
+            self._update_controls()
+
+    def resume(self) -> None:
+        if self._worker is not None and self._paused:
+            self._paused = False
+            self._worker.resume()
+            self._update_controls()
+
+    def stop(self) -> None:
+        """End training after the current step (returns at once; see runningChanged)."""
+        if self._worker is not None:
+            self._worker.stop()
+            self.info_label.setText("Stopping after the current step…")
+            self.stop_button.setEnabled(False)
+
+    def save_checkpoint(self, path: Optional[str] = None) -> bool:
+        """Save the run's full state; asynchronous, `checkpointSaved(path)` when written."""
+        if self._worker is None and self._trainer is None:
+            self.state.status.emit("Nothing to save yet: train a model first.")
+            return False
+        if path is None:
+            path = self.choose_save_path()
+            if not path:
+                return False
+        path = str(path)
+        if self._worker is not None and self._worker.request_save(path):
+            self.state.status.emit(f"Saving checkpoint after the current step: {path}")
+            return True
+        trainer = self._trainer or (self._worker.trainer if self._worker is not None else None)
+        if trainer is None:
+            self.state.status.emit("Nothing to save yet: the run has not started training.")
+            return False
+        step = int(trainer.step)
+        task = TaskWorker(lambda: (str(trainer.save(path)), step), name="save-checkpoint")
+        task.succeeded.connect(self._on_saved_task)
+        task.failed.connect(self._on_save_failed)
+        self._run_task(task)
+        return True
+
+    def open_checkpoint(self, path: Optional[str] = None) -> bool:
+        """Read a checkpoint (off the GUI thread) and set up to continue training it."""
+        if self._worker is not None:
+            self.state.status.emit("Stop training before opening a checkpoint.")
+            return False
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open checkpoint to continue training", self._last_path,
+                f"DDPM Studio checkpoints (*{CHECKPOINT_SUFFIX});;All files (*)",
+            )
+            if not path:
+                return False
+        path = str(path)
+
+        def load():
+            ckpt = load_checkpoint(path)
+            if not ckpt.config:
+                raise CheckpointError(
+                    f"{path} holds weights only (no training state): open it on the Denoising tab to "
+                    "sample from it; continuing training needs a DDPM Studio checkpoint"
+                )
+            return ckpt, RunConfig.from_dict(ckpt.config)
+
+        task = TaskWorker(load, name="open-checkpoint")
+        task.succeeded.connect(self._on_checkpoint_loaded)
+        task.failed.connect(self._on_task_failed)
+        self.open_button.setEnabled(False)
+        self.state.status.emit(f"Opening {path}…")
+        self._run_task(task)
+        return True
+
+    def leave_continue_mode(self) -> None:
+        self._continue = None
+        self.form.min_steps = 0
+        self.form.lock_model(False)
+        self.continue_label.setText("")
+        self._update_controls()
+
+    def has_unsaved_progress(self) -> bool:
+        return (self._worker is not None or self._trainer is not None) and self._step > self._saved_step
+
+    def shutdown(self, ask: bool = True) -> bool:
+        """Stop training (within a step) before the window closes. False: the user cancelled."""
+        save_to = None
+        if ask and self.has_unsaved_progress():
+            answer = self.ask_save_before_close()
+            if answer == "cancel":
+                return False
+            if answer == "yes":
+                save_to = self.choose_save_path()
+                if not save_to:
+                    return False
+        if self._worker is not None:
+            worker = self._worker
+            worker.stop_and_wait(STOP_TIMEOUT_S) or worker.wait(None)
+            self._worker_ended(worker, retire=True)
+        for task in list(self._tasks):
+            task.wait(None)  # kept in _tasks until their `finished` is delivered
+        if save_to:
+            try:
+                self._trainer.save(save_to)
+            except DDPMError as e:
+                self.state.errorOccurred.emit(str(e))
+                return False
+            except Exception as e:  # a bug: say so, but never lose the chance to retry
+                self.state.errorOccurred.emit(describe_error(e))
+                return False
+            self._saved_step = self._step
+        return True
+
+    # ---- dialogs (methods, so tests can replace them) --------------------------------
+    def ask_save_before_close(self) -> str:
+        """'yes', 'no' or 'cancel'."""
+        answer = QMessageBox.question(
+            self,
+            "Save checkpoint?",
+            f"Training has progress that is not saved (step {self._step:,}).\n\nSave a checkpoint before closing?",
+            QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel,
+            QMessageBox.Yes,
+        )
+        return {QMessageBox.Yes: "yes", QMessageBox.No: "no"}.get(answer, "cancel")
+
+    def choose_save_path(self) -> Optional[str]:
+        default = self._last_path or os.path.join(os.getcwd(), f"ddpm_step_{self._step}{CHECKPOINT_SUFFIX}")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save checkpoint", default, f"DDPM Studio checkpoints (*{CHECKPOINT_SUFFIX})"
+        )
+        if path and not os.path.splitext(path)[1]:
+            path += CHECKPOINT_SUFFIX
+        return path or None
+
+    # ---- worker signals (GUI thread) -----------------------------------------------------
+    def _current(self) -> bool:
+        """Signals of a worker this panel has already let go of are ignored."""
+        return self._worker is not None and self.sender() is self._worker
+
+    def _on_loading(self, done, total, message: str) -> None:
+        if not self._current():
+            return
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * min(done / total, 1.0)))
+            if "download" in message:
+                self.progress.setFormat(f"{message}: {done / 2**20:.1f} / {total / 2**20:.1f} MB")
+            else:
+                self.progress.setFormat(f"{message}: %p%")
+        else:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(message)
+        self.info_label.setText(message)
+
+    def _on_ready(self, info: dict) -> None:
+        if not self._current():
+            return
+        if self._continue is not None:  # the checkpoint is now a live run
+            self.leave_continue_mode()
+        self._step = info["step"]
+        self.progress.setRange(0, max(info["total_steps"], 1))
+        self.progress.setValue(info["step"])
+        self.progress.setFormat("%v / %m steps")
+        self.loss_plot.set_run_length(info["total_steps"] - info["step"])
+        self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
+        text = (
+            f"{info['dataset']} · {info['parameters']:,} parameters · batch {info['batch_size']} · "
+            f"T = {info['timesteps']} · {info['device']}"
+        )
+        self.info_label.setText(text)
+        self.state.status.emit(f"Training: {text}")
+        self._show_numbers(info["step"], info["total_steps"], None, None, None)
+
+    def _on_progress(self, p: dict) -> None:
+        if not self._current():
+            return
+        self.loss_plot.append(p["steps"], p["losses"])
+        self.loss_by_t.add(p["t"], p["per_sample"], steps=len(p["steps"]))
+        self._step = p["step"]
+        self.progress.setMaximum(max(p["total_steps"], 1))
+        self.progress.setValue(p["step"])
+        self._show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
+        self.progressed.emit(self._step)
+
+    def _show_numbers(self, step, total, epoch, speed, eta) -> None:
+        self.step_label.setText(f"Step <b>{step:,}</b> / {total:,}")
+        self.epoch_label.setText("Epoch –" if epoch is None else f"Epoch <b>{epoch}</b>")
+        self.speed_label.setText("– images/s" if speed is None else f"<b>{speed:,.0f}</b> images/s")
+        self.eta_label.setText("ETA –" if eta is None else f"ETA <b>{format_duration(eta)}</b>")
+
+    def _on_preview(self, step: int, images) -> None:
+        if not self._current():
+            return
+        self.preview_grid.set_images(images)
+        self._preview_step = step
+        cfg = self._worker.trainer.config.train if self._worker.trainer is not None else None
+        how = f" · {cfg.preview_sampler.upper()}, {cfg.preview_steps} steps" if cfg else ""
+        self.preview_caption.setText(f"Preview samples at step {step:,}{how} · same starting noise every time")
+        self.previewShown.emit(step)
+
+    def _on_snapshot(self, snapshot) -> None:
+        if self._current():
+            self.state.set_model(snapshot)
+
+    def _on_paused_changed(self, paused: bool) -> None:
+        if not self._current():
+            return
+        if paused:
+            self.info_label.setText(f"Paused at step {self._step:,}. The Denoising tab can sample this model.")
+            self.state.status.emit(f"Training paused at step {self._step:,}")
+        else:
+            self.info_label.setText("Training…")
+            self.state.status.emit("Training resumed")
+        self.pausedChanged.emit(paused)
+
+    def _on_saved(self, path: str, step: int) -> None:
+        self._saved_step = step
+        self._last_path = path
+        self.state.status.emit(f"Saved checkpoint (step {step:,}): {path}")
+        self.checkpointSaved.emit(path)
+
+    def _on_saved_task(self, result) -> None:
+        path, step = result
+        self._on_saved(path, step)
+
+    def _on_save_failed(self, message: str) -> None:
+        self.state.errorOccurred.emit(message)
+
+    def _on_failed(self, message: str) -> None:
+        if self._current():
+            self.state.errorOccurred.emit(message)
+
+    def _on_finished(self) -> None:
+        worker = self.sender()
+        if worker is self._worker and worker is not None:
+            self._worker_ended(worker)
+        elif worker in self._retired:
+            self._retired.remove(worker)
+
+    def _worker_ended(self, worker: TrainingWorker, retire: bool = False) -> None:
+        if worker is not self._worker:
+            return
+        if retire:
+            self._retired.append(worker)
+        self._worker = None
+        self._paused = False
+        self._trainer = worker.trainer
+        self.loss_plot.flush()
+        self.loss_by_t.flush()
+        if worker.error:
+            self.info_label.setText(f"Training stopped by an error: {worker.error}")
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("")
+        elif self._trainer is not None:
+            done = self._trainer.step >= self._trainer.total_steps
+            verb = "finished" if done else "stopped"
+            self.info_label.setText(
+                f"Training {verb} at step {self._trainer.step:,}. Sample it on the Denoising tab, or save a checkpoint."
+            )
+            self.state.status.emit(f"Training {verb} at step {self._trainer.step:,}")
+        else:
+            self.info_label.setText("Training was stopped before it began.")
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("")
+        self.form.setEnabled(True)
+        self._update_controls()
+        self.runningChanged.emit(False)
+
+    # ---- checkpoint tasks -----------------------------------------------------------------------
+    def _run_task(self, task: TaskWorker) -> None:
+        self._tasks.append(task)
+        task.finished.connect(self._on_task_finished)
+        task.start()
+
+    def _on_task_finished(self) -> None:
+        task = self.sender()
+        self._tasks = [t for t in self._tasks if t is not task]
+        self._update_controls()
+
+    def _on_task_failed(self, message: str) -> None:
+        self.state.errorOccurred.emit(message)
+
+    def _on_checkpoint_loaded(self, result) -> None:
+        ckpt, cfg = result
+        if self._worker is not None:
+            return  # training was started meanwhile; the checkpoint is not wanted now
+        self._continue = (ckpt, cfg)
+        self.form.set_config(cfg)
+        self.form.lock_model(True)
+        self.form.min_steps = ckpt.step
+        steps = cfg.train.steps
+        if steps is not None:
+            self.form.set_steps(steps if steps > ckpt.step else ckpt.step + steps)
+        self._step = self._saved_step = ckpt.step
+        self._trainer = None
+        self._last_path = str(ckpt.path)
+        name = os.path.basename(str(ckpt.path))
+        self.continue_label.setText(
+            f"Continuing <b>{name}</b> from step {ckpt.step:,}. Start trains on up to “Train for”; "
+            "the model settings are the checkpoint's."
+        )
+        self.state.status.emit(f"Opened {ckpt.path} at step {ckpt.step:,}: press Start to continue training")
+        self._update_controls()
+        self.checkpointOpened.emit(str(ckpt.path))
+
+    # ---- controls --------------------------------------------------------------------------------
+    def _update_controls(self) -> None:
+        running = self._worker is not None
+        cfg, reason = (None, None) if running else self.form.check()
+        self.hint.setText("" if running or reason is None else reason)
+        self.start_button.setEnabled(not running and cfg is not None)
+        self.pause_button.setEnabled(running and not self._paused)
+        self.resume_button.setEnabled(running and self._paused)
+        self.stop_button.setEnabled(running and not (self._worker and self._worker.stopping))
+        self.save_button.setEnabled(running or self._trainer is not None)
+        self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
+        self.new_run_button.setVisible(self._continue is not None and not running)
+        self.continue_label.setVisible(self._continue is not None)
+
+    def _zoom_preview(self, index: int) -> None:
+        if index >= self.preview_grid.image_count():
+            return
+        self._zoom = ZoomDialog(
+            self.preview_grid.image(index),
+            "Preview sample",
+            f"Sample {index + 1} at step {self._preview_step:,}",
+            self,
+        )
+        self._zoom.setAttribute(Qt.WA_DeleteOnClose)
+        self._zoom.show()

@@ -1,0 +1,207 @@
+"""The Denoising tab on its own, sampling from a checkpoint saved by a tiny real Trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QDialog
+
+from ddpm_core.export import trajectory_frame_indices
+from ddpm_gui.image_view import ZoomDialog
+from ddpm_gui.viewer_panel import ViewerPanel
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, make_config):
+    import torch
+
+    from ddpm_core.training import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(make_config(steps=10, preview_every=0))
+        for _ in trainer.steps():
+            pass
+        return str(trainer.save(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def viewer(qtbot, state, checkpoint):
+    v = ViewerPanel(state)
+    qtbot.addWidget(v)
+    v.resize(900, 600)
+    with qtbot.waitSignal(v.sourceChanged, timeout=WAIT_MS):
+        assert v.open_checkpoint(checkpoint)
+    yield v
+    v.shutdown()
+
+
+def sample(qtbot, viewer, **settings) -> np.ndarray:
+    for name, value in settings.items():
+        widget = getattr(viewer, name)
+        if name == "sampler":
+            widget.setCurrentIndex(widget.findData(value))
+        else:
+            widget.setValue(value)
+    with qtbot.waitSignal(viewer.samplingChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+        assert viewer.sample()
+    assert viewer.trajectory.complete
+    return viewer.trajectory.final().copy()
+
+
+def test_opened_checkpoint_is_the_source(viewer):
+    assert "tiny.safetensors" in viewer.source_label.text() and "step 10" in viewer.source_label.text()
+    assert viewer.sample_button.isEnabled()
+    assert viewer.steps.maximum() == 20  # DDIM cannot take more steps than T
+
+
+def test_ddpm_sampling_keeps_every_step_and_scrubs(qtbot, viewer, errors):
+    final = sample(qtbot, viewer, count=4, sampler="ddpm", seed=3)
+    traj = viewer.trajectory
+    assert viewer.frame_count() == 21  # T = 20 steps, then the final sample
+    assert traj.x_t.shape == (21, 4, 8, 8, 1) and traj.x_t.dtype == np.uint8
+    assert list(traj.t[:20]) == list(range(19, -1, -1)) and traj.t[20] == -1
+    assert np.all(np.diff(traj.noise[:20]) < 0)  # √(1−ᾱ_t) falls as t goes to 0
+    assert final.shape == (4, 8, 8, 1)
+
+    viewer.slider.setValue(0)
+    assert "Step 1 / 20" in viewer.frame_label.text() and "t = 19" in viewer.frame_label.text()
+    assert f"{traj.noise[0]:.3f}" in viewer.frame_label.text()
+    viewer.slider.setValue(20)
+    assert "Final sample" in viewer.frame_label.text()
+    assert not errors
+
+
+def test_same_seed_same_images(qtbot, viewer):
+    a = sample(qtbot, viewer, count=3, sampler="ddim", steps=5, seed=7)
+    b = sample(qtbot, viewer, count=3, sampler="ddim", steps=5, seed=7)
+    c = sample(qtbot, viewer, count=3, sampler="ddim", steps=5, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert viewer.frame_count() == 6
+
+
+def test_ddim_with_eta_is_seeded_too(qtbot, viewer):
+    a = sample(qtbot, viewer, count=2, sampler="ddim", steps=4, eta=1.0, seed=1)
+    b = sample(qtbot, viewer, count=2, sampler="ddim", steps=4, eta=1.0, seed=1)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_play_runs_to_the_end_and_stops(qtbot, viewer):
+    sample(qtbot, viewer, count=2, sampler="ddim", steps=4)
+    viewer.speed.setValue(60)
+    viewer.slider.setValue(0)
+    viewer.play()
+    assert viewer.is_playing() and viewer.play_button.text() == "Pause"
+    qtbot.waitUntil(lambda: not viewer.is_playing(), timeout=WAIT_MS)
+    assert viewer.slider.value() == 4
+    viewer.play()  # at the end: starts again from the first frame
+    assert viewer.slider.value() <= 1
+    viewer.toggle_play()
+    assert not viewer.is_playing()
+
+
+def test_click_enlarges_an_image(qtbot, viewer):
+    sample(qtbot, viewer, count=4, sampler="ddim", steps=3)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+    grid = viewer.x0_grid
+    grid.grab()  # paints, which lays out the 2×2 cells
+    # The middle of the top-right quarter is inside image 2 of a 2×2 grid.
+    qtbot.mouseClick(grid, Qt.LeftButton, pos=QPoint(grid.width() * 3 // 4, grid.height() // 4))
+    dialogs = [w for w in viewer.findChildren(ZoomDialog) if w.isVisible()]
+    assert len(dialogs) == 1 and "image 2" in dialogs[0].windowTitle()
+    dialogs[0].close()
+
+
+def test_export_png_and_gif(qtbot, viewer, tmp_path):
+    sample(qtbot, viewer, count=4, sampler="ddpm")
+    png = tmp_path / "samples.png"
+    with qtbot.waitSignal(viewer.exported, timeout=WAIT_MS):
+        assert viewer.export_png(str(png))
+    with Image.open(png) as im:
+        assert im.mode == "L" and im.width > 8
+
+    gif = tmp_path / "one.gif"
+    with qtbot.waitSignal(viewer.exported, timeout=WAIT_MS):
+        assert viewer.export_gif(str(gif), index=1, stride=3, duration_ms=60, loop=False)
+    with Image.open(gif) as im:
+        assert im.n_frames == len(trajectory_frame_indices(21, 3))
+        assert "loop" not in im.info  # plays once
+
+    x0_gif = tmp_path / "x0.gif"
+    with qtbot.waitSignal(viewer.exported, timeout=WAIT_MS):
+        assert viewer.export_gif(str(x0_gif), frames="x0")
+    with Image.open(x0_gif) as im:
+        assert im.n_frames == 21 and im.info.get("loop") == 0
+
+
+def test_gif_options_dialog_drives_the_export(qtbot, viewer, tmp_path, monkeypatch):
+    from ddpm_gui import viewer_panel
+    from ddpm_gui.gif_dialog import GifOptions
+
+    sample(qtbot, viewer, count=2, sampler="ddim", steps=6)
+    monkeypatch.setattr(viewer_panel.GifOptionsDialog, "exec", lambda self: QDialog.Accepted)
+    monkeypatch.setattr(viewer_panel.GifOptionsDialog, "options", lambda self: GifOptions(index=0, stride=2))
+    path = tmp_path / "chosen.gif"
+    monkeypatch.setattr(viewer, "_ask_path", lambda *a: str(path))
+    with qtbot.waitSignal(viewer.exported, timeout=WAIT_MS):
+        assert viewer.export_gif()
+    with Image.open(path) as im:
+        assert im.n_frames == len(trajectory_frame_indices(7, 2))
+
+
+def test_export_before_sampling_does_nothing(viewer, tmp_path):
+    assert viewer.export_gif(str(tmp_path / "x.gif")) is False
+    assert viewer.export_png(str(tmp_path / "x.png")) is False
+    assert not (tmp_path / "x.gif").exists()
+
+
+def test_stop_ends_sampling(qtbot, viewer):
+    viewer.count.setValue(2)
+    viewer.sampler.setCurrentIndex(viewer.sampler.findData("ddpm"))
+    with qtbot.waitSignal(viewer.samplingChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+        viewer.sample()
+        viewer.stop()
+    assert not viewer.is_sampling() and viewer.sample_button.isEnabled()
+
+
+def test_a_bad_checkpoint_is_reported_in_one_line(qtbot, state, errors, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a checkpoint")
+    v = ViewerPanel(state)
+    qtbot.addWidget(v)
+    with qtbot.waitSignal(state.errorOccurred, timeout=WAIT_MS):
+        v.open_checkpoint(str(bad))
+    assert len(errors) == 1 and "\n" not in errors[0] and "notes.txt" in errors[0]
+    assert v.sample() is False  # still no model
+    v.shutdown()
+
+
+def test_follows_the_training_model_unless_a_checkpoint_was_chosen(qtbot, state, checkpoint):
+    from ddpm_core.model_io import load_for_sampling
+    from ddpm_gui.state import ModelSnapshot
+
+    loaded = load_for_sampling(checkpoint, device="cpu")
+    snap = ModelSnapshot(loaded.model, loaded.schedule, loaded.config, "training run, step 10", 10)
+    v = ViewerPanel(state)
+    qtbot.addWidget(v)
+    assert not v.sample_button.isEnabled()
+    state.set_model(snap)
+    assert "training run" in v.source_label.text() and v.sample_button.isEnabled()
+
+    with qtbot.waitSignal(v.sourceChanged, timeout=WAIT_MS):
+        v.open_checkpoint(checkpoint)
+    state.set_model(ModelSnapshot(loaded.model, loaded.schedule, loaded.config, "training run, step 11", 11))
+    assert "tiny.safetensors" in v.source_label.text()  # the chosen checkpoint stays
+    assert v.use_training_button.isEnabled()
+    v.use_training_model()
+    assert "step 11" in v.source_label.text()
+    v.shutdown()
