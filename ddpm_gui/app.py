@@ -23,6 +23,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer  # noqa: E402  (after _T0 on 
 from PySide6.QtGui import QIcon, QPalette  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from ddpm_gui.gui_gc import collect_on_gui_thread  # noqa: E402
 from ddpm_gui.help_text import APP_NAME  # noqa: E402
 from ddpm_gui.main_window import MainWindow  # noqa: E402
 
@@ -39,6 +40,18 @@ def app_icon() -> QIcon:
     for size in ICON_SIZES:
         icon.addFile(resource_path(f"icon_{size}.png"))
     return icon
+
+
+def leave_a_core_for_the_window() -> None:
+    """Give PyTorch one core fewer than the machine has, unless the user chose a number.
+
+    PyTorch's worker threads spin while waiting for each other; when the window's own thread
+    takes one of their cores, every operation waits. Measured on a 2-core machine with the
+    default training run in the app: 1.1 s per step with 2 torch threads, 0.4 s with 1.
+    Must run before torch is imported (OpenMP reads the variable once).
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) - 1))
 
 
 def configure_pyqtgraph(palette: Optional[QPalette] = None) -> None:
@@ -76,11 +89,15 @@ class _StartupTimer(QObject):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app; `argv` as sys.argv (program name first; Qt options such as -style work)."""
+    leave_a_core_for_the_window()
     QApplication.setApplicationName(APP_NAME)
     QApplication.setOrganizationName(APP_NAME)  # where QSettings keeps the window layout
     QApplication.setDesktopFileName("ddpm-studio")
     app = QApplication.instance() or QApplication(list(sys.argv if argv is None else argv))
     app.setWindowIcon(app_icon())
+    # Garbage collection only on the GUI thread: a collection on a worker thread can destroy
+    # Qt objects there and deadlock against the GUI thread (see gui_gc).
+    collect_on_gui_thread()
 
     window = MainWindow()
     if os.environ.get("DDPM_STUDIO_TIMING"):

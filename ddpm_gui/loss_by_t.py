@@ -84,7 +84,9 @@ class LossByTimestepPlot(QWidget):
         """Start over for a run with T = `timesteps`; remember ~10 % of a run of `run_length` steps."""
         half_life = 200.0 if run_length is None else float(min(1000, max(50, run_length // 10)))
         self.stats = TimestepLossStats(timesteps, self.max_bins, half_life_steps=half_life)
-        self.plot.getPlotItem().setXRange(-0.5, timesteps - 0.5, padding=0.02)
+        item = self.plot.getPlotItem()
+        item.setXRange(-0.5, timesteps - 0.5, padding=0.02)
+        item.setYRange(0, 1)  # until there are bars; losses are never negative
         self._redraw.request()
 
     def add(self, t, losses, steps: int = 1) -> None:
@@ -99,6 +101,8 @@ class LossByTimestepPlot(QWidget):
         means = s.means()
         width = s.timesteps / s.bins
         self.bars.setOpts(x=s.centres(), height=np.nan_to_num(means, nan=0.0), width=0.9 * width)
+        if np.isfinite(means).any():
+            self.plot.getPlotItem().enableAutoRange(y=True)
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.PaletteChange:

@@ -572,10 +572,14 @@ class TrainingPanel(QWidget):
         self._trainer = None
         self._last_path = str(ckpt.path)
         name = os.path.basename(str(ckpt.path))
+        if len(name) > 32:
+            name = name[:14] + "…" + name[-16:]
+        # Explicit line breaks: a word-wrapped label in a scroll area gets one line's height.
         self.continue_label.setText(
-            f"Continuing <b>{name}</b> from step {ckpt.step:,}. Start trains on up to “Train for”; "
-            "the model settings are the checkpoint's."
+            f"Continuing <b>{name}</b> from step {ckpt.step:,}.<br>"
+            "Start trains on up to “Train for”;<br>the model settings are the checkpoint's."
         )
+        self.continue_label.setToolTip(str(ckpt.path))
         self.state.status.emit(f"Opened {ckpt.path} at step {ckpt.step:,}: press Start to continue training")
         self._update_controls()
         self.checkpointOpened.emit(str(ckpt.path))

@@ -16,15 +16,17 @@ import time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from ddpm_gui.app import app_icon, configure_pyqtgraph
+from ddpm_gui.app import app_icon, collect_on_gui_thread, configure_pyqtgraph, leave_a_core_for_the_window
 from ddpm_gui.main_window import MainWindow
 
 
 def main() -> int:
     out = sys.argv[1] if len(sys.argv) > 1 else "screenshot.png"
     wait_s = float(sys.argv[2]) if len(sys.argv) > 2 else 90.0
+    leave_a_core_for_the_window()  # as the app does
     app = QApplication(sys.argv[:1])
     app.setWindowIcon(app_icon())
+    collect_on_gui_thread()
     window = MainWindow()
     window.resize(1360, 860)
     window.show()
@@ -42,7 +44,7 @@ def main() -> int:
         elif time.monotonic() - started["t"] > wait_s:
             timer.stop()
             window.grab().save(out)
-            print(f"saved {out} at step {training.current_step()}")
+            print(f"saved {out} at step {training.current_step()} after {wait_s:.0f} s", flush=True)
             training.shutdown(ask=False)
             window.close()
             app.quit()
