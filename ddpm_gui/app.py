@@ -87,8 +87,8 @@ class _StartupTimer(QObject):
         print(f"ddpm-studio startup: {what} at {time.perf_counter() - _T0:.2f} s", file=sys.stderr, flush=True)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the app; `argv` as sys.argv (program name first; Qt options such as -style work)."""
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the app until its window closes; `argv` as sys.argv (Qt options such as -style work)."""
     leave_a_core_for_the_window()
     QApplication.setApplicationName(APP_NAME)
     QApplication.setOrganizationName(APP_NAME)  # where QSettings keeps the window layout
@@ -106,3 +106,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Give the window one turn of the event loop to paint before the import starts.
     QTimer.singleShot(0, lambda: window.load_engine(before_panels=configure_pyqtgraph))
     return app.exec()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `ddpm-studio` entry point: run the app, then leave the process."""
+    rc = run(argv)
+    # Every worker has been stopped and joined by closeEvent at this point. Interpreter
+    # finalisation after a training run was seen to stall for minutes (torch + Qt objects
+    # torn down in a bad order; cause not yet found), so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

@@ -202,11 +202,11 @@ def test_app_icon_has_every_size(qapp):
 
 
 def test_main_shows_the_window_then_loads_the_engine(qapp, settings_file):
-    """app.main() as the launcher runs it: the window closes itself once the panels are in."""
+    """app.run(), which the launcher runs: the window closes itself once the panels are in."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from ddpm_gui.app import main
+    from ddpm_gui.app import run
 
     seen = []
 
@@ -221,7 +221,7 @@ def test_main_shows_the_window_then_loads_the_engine(qapp, settings_file):
 
     QTimer.singleShot(0, close_when_ready)
     QTimer.singleShot(60_000, QApplication.quit)  # never hang the test run
-    assert main(["ddpm-studio"]) == 0
+    assert run(["ddpm-studio"]) == 0
     assert seen[0] is False and seen[-1] is True  # shown first, panels afterwards
 
 
