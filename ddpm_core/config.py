@@ -22,6 +22,7 @@ LOSS_NAMES = ("l1", "l2", "huber")
 DATASET_NAMES = ("shapes", "fashion_mnist", "mnist", "cifar10", "folder")
 SAMPLER_NAMES = ("ddpm", "ddim")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+PRECISION_NAMES = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -75,6 +76,10 @@ class TrainConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     device: str = "auto"
+    # bf16 autocast where the hardware computes it fast (CUDA with bf16, CPUs with AVX-512
+    # BF16 or AMX), else fp32; "fp32" and "bf16" force one.
+    precision: str = "auto"
+    autosave_minutes: float = 10.0  # save a checkpoint at least this often (0: never)
 
 
 @dataclass
@@ -202,6 +207,8 @@ class RunConfig:
         _int_in("train.checkpoint_every", t.checkpoint_every, 0, 10**9)
         _int_in("train.seed", t.seed, 0, 2**63 - 1)
         _choice("train.device", t.device, DEVICE_NAMES)
+        _choice("train.precision", t.precision, PRECISION_NAMES)
+        _float_in("train.autosave_minutes", t.autosave_minutes, 0.0, 24 * 60.0)
         return self
 
 

@@ -41,3 +41,30 @@ def describe_device(device: torch.device | str) -> str:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA's OutOfMemoryError and the RuntimeErrors other backends raise instead."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def out_of_memory_message(device: torch.device | str, batch_size: int, doing: str = "training") -> str:
+    """What to tell a person whose batch did not fit, with a concrete smaller batch."""
+    device = torch.device(device)
+    smaller = max(1, batch_size // 2)
+    where = "GPU" if device.type in ("cuda", "mps") else "computer"
+    return (
+        f"{doing} ran out of {where} memory at batch size {batch_size}: "
+        f"try batch size {smaller}, a smaller model, or close other programs using the {where}"
+    )
+
+
+def free_cached_memory(device: torch.device | str) -> None:
+    """Give cached blocks back after an out-of-memory error, so the app can go on."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()

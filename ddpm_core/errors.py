@@ -21,3 +21,11 @@ class DataError(DDPMError):
 
 class CheckpointError(DDPMError):
     """A checkpoint file is missing, corrupt, unsafe, or does not fit the model."""
+
+
+class TrainingDiverged(DDPMError):
+    """The loss became NaN or infinite: the weights are no longer worth saving."""
+
+
+class OutOfMemory(DDPMError):
+    """The device ran out of memory; a smaller batch (or the CPU) is the way on."""

@@ -17,6 +17,7 @@ from .config import SAMPLER_NAMES
 from .diffusion import extract, predict_noise_from_start, predict_start_from_noise
 from .errors import ConfigError
 from .schedules import NoiseSchedule
+from .speed import autocast, autocast_dtype
 
 
 @dataclass
@@ -54,6 +55,12 @@ def _start(model, shape, x_T, generator) -> torch.Tensor:
     return _randn(tuple(shape), device, torch.float32, generator)
 
 
+def _eps(model, x: torch.Tensor, t: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """ε_θ(x_t, t) in fp32, the network run under autocast when `dtype` is bf16."""
+    with autocast(x.device, dtype):
+        return model(x, t).float()
+
+
 class PStep(NamedTuple):
     """One reverse step's results: the mean of p_θ(x_{t-1} | x_t) and a draw from it."""
 
@@ -71,15 +78,17 @@ def p_sample(
     i: int,
     generator: Optional[torch.Generator] = None,
     clip_denoised: bool = False,
+    precision: str = "fp32",
 ) -> PStep:
     """One step of the paper's Algorithm 2 at timestep index i, with σ_t² = β̃_t (the article's).
 
     x_{t-1} = 1/√α_t · (x_t − β_t/√(1 − ᾱ_t) · ε_θ(x_t, t)) + σ_t z      (eq. 11, line 4)
     z = 0 at the last step (i = 0). With clip_denoised, x̂_0 is clamped to [-1, 1] and the
     mean taken from the posterior q(x_{t-1} | x_t, x̂_0) (eq. 7; equal to eq. 11 unclamped).
+    precision: 'fp32', 'bf16' or 'auto' for the network only; the update is always fp32.
     """
     t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-    eps = model(x, t).float()
+    eps = _eps(model, x, t, autocast_dtype(precision, x.device))
     x0 = predict_start_from_noise(schedule, x, t, eps)
     if clip_denoised:
         x0 = x0.clamp(-1.0, 1.0)
@@ -106,12 +115,14 @@ def ddpm_sample_loop(
     x_T: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     clip_denoised: bool = False,
+    precision: str = "fp32",
 ) -> Iterator[SampleStep]:
     """Ancestral sampling (Algorithm 2): `p_sample` for t = T … 1, from x_T ~ N(0, I)."""
     x = _start(model, shape, x_T, generator)
+    autocast_dtype(precision, x.device)  # a bad setting fails before the first step
     T = schedule.num_timesteps
     for index, i in enumerate(reversed(range(T))):
-        step = p_sample(model, schedule, x, i, generator, clip_denoised)
+        step = p_sample(model, schedule, x, i, generator, clip_denoised, precision)
         yield SampleStep(index, T, i, x, step.eps_pred, step.x0_pred, step.x_prev)
         x = step.x_prev
 
@@ -135,6 +146,7 @@ def ddim_sample_loop(
     x_T: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     clip_denoised: bool = True,
+    precision: str = "fp32",
 ) -> Iterator[SampleStep]:
     """DDIM (Song et al. 2021, eq. 12) over `steps` of the T timesteps; η = 0 is deterministic.
 
@@ -146,13 +158,14 @@ def ddim_sample_loop(
     if not 0.0 <= float(eta) <= 1.0:
         raise ConfigError(f"DDIM eta must be between 0 (deterministic) and 1 (like DDPM), not {eta!r}")
     x = _start(model, shape, x_T, generator)
+    dtype = autocast_dtype(precision, x.device)
     taus = ddim_timesteps(schedule.num_timesteps, steps)
     a_bar = schedule.alphas_cumprod
     one = torch.ones((), device=a_bar.device)
     b = x.shape[0]
     for index, i in enumerate(taus):
         t = torch.full((b,), i, device=x.device, dtype=torch.long)
-        eps = model(x, t).float()
+        eps = _eps(model, x, t, dtype)
         x0 = predict_start_from_noise(schedule, x, t, eps)
         if clip_denoised:
             x0 = x0.clamp(-1.0, 1.0)
@@ -177,13 +190,18 @@ def sample_loop(
     eta: float = 0.0,
     x_T: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    precision: str = "fp32",
 ) -> Iterator[SampleStep]:
-    """Pick a sampler by name: 'ddpm' (all T steps) or 'ddim' (`steps` steps, default 50)."""
+    """Pick a sampler by name: 'ddpm' (all T steps) or 'ddim' (`steps` steps, default 50).
+
+    precision: 'fp32', 'bf16' or 'auto' (bf16 where the hardware is fast at it).
+    """
     if sampler == "ddpm":
-        return ddpm_sample_loop(model, schedule, shape, x_T=x_T, generator=generator)
+        return ddpm_sample_loop(model, schedule, shape, x_T=x_T, generator=generator, precision=precision)
     if sampler == "ddim":
+        steps = steps or min(50, schedule.num_timesteps)
         return ddim_sample_loop(
-            model, schedule, shape, steps=steps or min(50, schedule.num_timesteps), eta=eta, x_T=x_T, generator=generator
+            model, schedule, shape, steps=steps, eta=eta, x_T=x_T, generator=generator, precision=precision
         )
     raise ConfigError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}")
 
