@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (0: only at the end)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda or mps")
+    g.add_argument("--precision", help="auto (bf16 where fast, default), fp32 or bf16")
+    g.add_argument(
+        "--autosave-minutes", type=float, help="save a checkpoint at least every N minutes (default 10, 0: never)"
+    )
 
     s = sub.add_parser("sample", help="sample images from a checkpoint (PNG grid and/or denoising GIF)")
     s.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (its newest checkpoint)")
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=float, default=0.0, help="DDIM η: 0 deterministic, 1 like DDPM")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", default="auto", help="auto (bf16 where fast, default), fp32 or bf16")
     s.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA ones")
     s.add_argument("--image-size", type=_positive_int, help="for bare state_dicts: the image size (default 28)")
     s.add_argument("--gif-index", type=int, help="animate only this image (default: the whole grid)")
@@ -158,6 +163,8 @@ def _apply_flags(cfg, a) -> None:
         (cfg.train, "checkpoint_every", a.checkpoint_every),
         (cfg.train, "seed", a.seed),
         (cfg.train, "device", a.device),
+        (cfg.train, "precision", a.precision),
+        (cfg.train, "autosave_minutes", a.autosave_minutes),
     ]
     for section, name, value in pairs:
         if value is not None:
@@ -183,9 +190,11 @@ def _download_progress(done: int, total, message: str) -> None:
 
 
 def cmd_train(a) -> int:
+    from .autosave import AutosaveClock
     from .config import RunConfig
     from .device import describe_device
     from .run_folder import RunFolder, latest_checkpoint
+    from .speed import describe_precision
     from .training import Trainer
     from .unet import count_parameters
 
@@ -211,10 +220,11 @@ def cmd_train(a) -> int:
     print(
         f"data: {trainer.dataset.name} | model: {count_parameters(trainer.model):,} parameters | "
         f"T={cfg.schedule.timesteps} {cfg.schedule.name} | batch {trainer.batch_size} | "
-        f"device: {describe_device(trainer.device)}"
+        f"device: {describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
     )
     print(f"run folder: {run.root}")
     bar = _ProgressBar(trainer.total_steps)
+    autosave = AutosaveClock(cfg.train.autosave_minutes)
     last = None
     try:
         for rec in trainer.steps():
@@ -224,8 +234,10 @@ def cmd_train(a) -> int:
             if rec.preview is not None:
                 bar.note(f"preview: {run.save_preview(rec)}")
             every = cfg.train.checkpoint_every
-            if every and rec.step % every == 0 and rec.step < rec.total_steps:
-                bar.note(f"checkpoint: {run.save_checkpoint(trainer)}")
+            if rec.step < rec.total_steps and (every and rec.step % every == 0 or autosave.due()):
+                kind = "checkpoint" if every and rec.step % every == 0 else "autosave"
+                bar.note(f"{kind}: {run.save_checkpoint(trainer)}")
+                autosave.saved()
     except KeyboardInterrupt:
         bar.note("interrupted: saving a checkpoint")
     finally:
@@ -289,11 +301,13 @@ def cmd_sample(a) -> int:
     from .model_io import load_for_sampling
     from .run_folder import latest_checkpoint
     from .samplers import sample_loop
+    from .speed import autocast_dtype, configure_backend, describe_precision
 
     if a.gif_index is not None and not 0 <= a.gif_index < a.num:
         raise ConfigError(f"--gif-index {a.gif_index} is out of range: choose 0 to {a.num - 1}")
     path = latest_checkpoint(a.checkpoint) if a.checkpoint.is_dir() else a.checkpoint
     loaded = load_for_sampling(path, device=pick_device(a.device), use_ema=not a.no_ema, image_size=a.image_size)
+    configure_backend(loaded.device)
     cfg = loaded.config
     T = cfg.schedule.timesteps
     if a.steps is not None and a.sampler == "ddim" and a.steps > T:
@@ -304,13 +318,20 @@ def cmd_sample(a) -> int:
     print(
         f"{loaded.source}: step {loaded.step}, {'EMA' if loaded.uses_ema else 'live'} weights | "
         f"{a.sampler.upper()}{f' {a.steps or 50} steps' if a.sampler == 'ddim' else f' {T} steps'} | "
-        f"{describe_device(loaded.device)}"
+        f"{describe_device(loaded.device)}, {describe_precision(autocast_dtype(a.precision, loaded.device))}"
     )
     frames = []
     t0 = time.perf_counter()
     last = None
     for step in sample_loop(
-        loaded.model, loaded.schedule, shape, sampler=a.sampler, steps=a.steps, eta=a.eta, generator=gen
+        loaded.model,
+        loaded.schedule,
+        shape,
+        sampler=a.sampler,
+        steps=a.steps,
+        eta=a.eta,
+        generator=gen,
+        precision=a.precision,
     ):
         last = step
         if a.gif:
