@@ -7,14 +7,14 @@ saves where it keeps its checkpoints. Any save (autosave or not) restarts the cl
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 
 class AutosaveClock:
-    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, minutes: float, clock: Optional[Callable[[], float]] = None):
         self.interval = float(minutes) * 60.0  # 0: autosave is off
-        self._clock = clock
-        self._last = clock()
+        self._clock = clock or time.monotonic
+        self._last = self._clock()
 
     @property
     def enabled(self) -> bool:

@@ -10,7 +10,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from einops.layers.torch import Rearrange
 from torch import nn
 
@@ -128,14 +127,13 @@ class Attention(nn.Module):
 
     def forward(self, x):
         b, c, h, w = x.shape
-        q, k, v = (rearrange(part, "b (h c) x y -> b h c (x y)", h=self.heads) for part in self.to_qkv(x).chunk(3, dim=1))
+        # (B, 3·heads·d, H, W) -> q, k, v each (B, heads, d, H·W): views, no copies
+        q, k, v = self.to_qkv(x).view(b, 3, self.heads, -1, h * w).unbind(dim=1)
         q = q * self.scale
-        sim = torch.einsum("b h d i, b h d j -> b h i j", q, k)
-        sim = sim - sim.amax(dim=-1, keepdim=True).detach()  # numerical stability only
-        attn = sim.softmax(dim=-1)
-        out = torch.einsum("b h i j, b h d j -> b h i d", attn, v)
-        out = rearrange(out, "b h (x y) d -> b (h d) x y", x=h, y=w)
-        return self.to_out(out)
+        sim = q.transpose(-1, -2) @ k  # (B, heads, i, j) = Σ_d q_di k_dj
+        attn = sim.softmax(dim=-1)  # softmax subtracts the row max itself
+        out = v @ attn.transpose(-1, -2)  # (B, heads, d, i) = Σ_j v_dj attn_ij
+        return self.to_out(out.reshape(b, -1, h, w))
 
 
 class LinearAttention(nn.Module):
@@ -152,14 +150,13 @@ class LinearAttention(nn.Module):
 
     def forward(self, x):
         b, c, h, w = x.shape
-        q, k, v = (rearrange(part, "b (h c) x y -> b h c (x y)", h=self.heads) for part in self.to_qkv(x).chunk(3, dim=1))
+        q, k, v = self.to_qkv(x).view(b, 3, self.heads, -1, h * w).unbind(dim=1)  # (B, heads, d, n) views
         q = q.softmax(dim=-2)
         k = k.softmax(dim=-1)
         q = q * self.scale
-        context = torch.einsum("b h d n, b h e n -> b h d e", k, v)
-        out = torch.einsum("b h d e, b h d n -> b h e n", context, q)
-        out = rearrange(out, "b h c (x y) -> b (h c) x y", h=self.heads, x=h, y=w)
-        return self.to_out(out)
+        context = k @ v.transpose(-1, -2)  # (B, heads, d, e) = Σ_n k_dn v_en
+        out = context.transpose(-1, -2) @ q  # (B, heads, e, n) = Σ_d context_de q_dn
+        return self.to_out(out.reshape(b, -1, h, w))
 
 
 class PreNorm(nn.Module):

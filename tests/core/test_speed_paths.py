@@ -1,0 +1,154 @@
+"""Every faster path computes what the plain fp32 path computes, within a stated tolerance.
+
+Tolerances: bf16 keeps 8 bits of mantissa (relative error ~0.4% per operation), so through
+the whole U-Net ε̂ may drift by a few hundredths; anything that only changes memory layout
+or the order of a reduction must agree to float32 rounding (1e-5).
+"""
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+
+from ddpm_core import RunConfig, Trainer
+from ddpm_core.config import ModelConfig
+from ddpm_core.errors import ConfigError
+from ddpm_core.samplers import sample
+from ddpm_core.schedules import NoiseSchedule
+from ddpm_core import speed
+from ddpm_core.unet import build_unet
+from ddpm_core.unet_blocks import Attention, LinearAttention
+
+BF16_EPS_TOLERANCE = 0.05  # mean |ε̂_bf16 − ε̂_fp32| for a 2 M-parameter U-Net
+
+
+def article_model(dim=28, mults=(1, 2, 4)):
+    torch.manual_seed(0)
+    return build_unet(ModelConfig(dim=dim, dim_mults=mults, channels=1)).eval()
+
+
+def test_precision_names():
+    assert speed.autocast_dtype("fp32", "cpu") is None
+    assert speed.autocast_dtype("bf16", "cpu") is torch.bfloat16
+    assert speed.autocast_dtype("auto", "cpu") == (torch.bfloat16 if speed.bf16_is_fast("cpu") else None)
+    with pytest.raises(ConfigError, match="precision"):
+        speed.autocast_dtype("fp8", "cpu")
+    with pytest.raises(ConfigError, match="train.precision"):
+        RunConfig.from_dict({"train": {"precision": "half"}})
+
+
+def test_bf16_network_output_stays_close_to_fp32():
+    model = article_model()
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0, 10, 50, 100, 150, 200, 250, 299])
+    with torch.no_grad():
+        ref = model(x, t)
+        with speed.autocast("cpu", torch.bfloat16):
+            fast = model(x, t).float()
+    diff = (fast - ref).abs()
+    assert diff.mean() < BF16_EPS_TOLERANCE
+    assert torch.corrcoef(torch.stack([fast.flatten(), ref.flatten()]))[0, 1] > 0.99
+
+
+def _reference_attention(block: Attention, x):
+    # The article's formulation, with einsum and rearrange, to compare the rewrite against.
+    b, c, h, w = x.shape
+    q, k, v = (rearrange(p, "b (h c) x y -> b h c (x y)", h=block.heads) for p in block.to_qkv(x).chunk(3, dim=1))
+    q = q * block.scale
+    sim = torch.einsum("b h d i, b h d j -> b h i j", q, k)
+    sim = sim - sim.amax(dim=-1, keepdim=True).detach()
+    out = torch.einsum("b h i j, b h d j -> b h i d", sim.softmax(dim=-1), v)
+    return block.to_out(rearrange(out, "b h (x y) d -> b (h d) x y", x=h, y=w))
+
+
+def _reference_linear_attention(block: LinearAttention, x):
+    b, c, h, w = x.shape
+    q, k, v = (rearrange(p, "b (h c) x y -> b h c (x y)", h=block.heads) for p in block.to_qkv(x).chunk(3, dim=1))
+    q, k = q.softmax(dim=-2) * block.scale, k.softmax(dim=-1)
+    context = torch.einsum("b h d n, b h e n -> b h d e", k, v)
+    out = torch.einsum("b h d e, b h d n -> b h e n", context, q)
+    return block.to_out(rearrange(out, "b h c (x y) -> b (h c) x y", h=block.heads, x=h, y=w))
+
+
+@pytest.mark.parametrize("klass, reference", [(Attention, _reference_attention), (LinearAttention, _reference_linear_attention)])
+def test_attention_without_copies_equals_the_einsum_form(klass, reference):
+    torch.manual_seed(0)
+    block = klass(24)
+    x = torch.randn(3, 24, 6, 5)
+    torch.testing.assert_close(block(x), reference(block, x), atol=1e-5, rtol=1e-5)
+
+
+def test_channels_last_gives_the_same_network_output():
+    model = article_model(dim=16, mults=(1, 2))
+    x = torch.randn(4, 1, 16, 16)
+    t = torch.tensor([1, 50, 120, 290])
+    with torch.no_grad():
+        ref = model(x, t)
+        fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last), t)
+    torch.testing.assert_close(fast.contiguous(), ref, atol=1e-5, rtol=1e-5)
+
+
+def tiny(precision: str, steps=30) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.dim, cfg.model.dim_mults = 8, (1, 2)
+    cfg.data.image_size, cfg.data.limit = 8, 512
+    cfg.schedule.timesteps = 50
+    cfg.train.batch_size, cfg.train.steps, cfg.train.lr = 32, steps, 2e-3
+    cfg.train.preview_every, cfg.train.device, cfg.train.precision = 0, "cpu", precision
+    return cfg.validate()
+
+
+def test_bf16_training_follows_the_fp32_loss_curve():
+    # Same data, t and ε draws (one generator); only the arithmetic differs.
+    fp32 = np.array([r.loss for r in Trainer(tiny("fp32", 60)).steps()])
+    bf16 = np.array([r.loss for r in Trainer(tiny("bf16", 60)).steps()])
+    assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0]  # first step: same weights, same batch
+    # Later the weights drift apart a little; the curves must still agree on average.
+    assert abs(bf16[-20:].mean() - fp32[-20:].mean()) < 0.1 * fp32[-20:].mean()
+    assert bf16[-20:].mean() < 0.7 * bf16[:5].mean()  # and bf16 really learns
+
+
+def test_channels_last_training_matches_fp32(monkeypatch):
+    plain = [r.loss for r in Trainer(tiny("fp32", 5)).steps()]
+    monkeypatch.setattr("ddpm_core.training.prefers_channels_last", lambda device: True)
+    trainer = Trainer(tiny("fp32", 5))
+    assert trainer.memory_format == torch.channels_last
+    np.testing.assert_allclose([r.loss for r in trainer.steps()], plain, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_bf16_sampling_stays_close_to_fp32(sampler):
+    model = article_model(dim=16, mults=(1, 2)).requires_grad_(False)
+    schedule = NoiseSchedule.from_name("linear", 50)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        gen = torch.Generator().manual_seed(3)
+        out[precision] = sample(model, schedule, (6, 1, 16, 16), sampler=sampler, steps=10, generator=gen, precision=precision)
+    # An untrained network's ε̂ errors accumulate over the steps; the samples must still match.
+    assert (out["bf16"] - out["fp32"]).abs().mean() < 0.05 * out["fp32"].abs().mean() + 0.02
+
+
+def test_sampler_precision_is_checked_before_the_first_step():
+    model = article_model(dim=8, mults=(1,))
+    with pytest.raises(ConfigError, match="precision"):
+        sample(model, NoiseSchedule.from_name("linear", 10), (1, 1, 8, 8), precision="fp16")
+
+
+def test_tuned_allocator_changes_nothing_computed():
+    model = article_model(dim=8, mults=(1, 2))
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+    with torch.no_grad():
+        before = model(x, t)
+        assert speed.tune_allocator() in (True, False)  # False off glibc
+        assert speed.tune_allocator() == speed.tune_allocator()  # idempotent
+        after = model(x, t)
+    assert torch.equal(before, after)
+
+
+def test_step_records_read_lazily_hold_the_step_values():
+    trainer = Trainer(tiny("fp32", 2))
+    rec = next(trainer.steps())
+    assert isinstance(rec.loss, float) and np.isfinite(rec.loss)
+    assert rec.t.dtype == np.int64 and rec.t.shape == (32,)
+    assert rec.per_sample_loss.dtype == np.float32
+    assert rec.loss == pytest.approx(float(rec.per_sample_loss.mean()), rel=1e-5)
