@@ -1,0 +1,135 @@
+"""Training stops safely: NaN loss, out of memory, and autosave so a crash loses little."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from ddpm_core import RunConfig, Trainer
+from ddpm_core.autosave import AutosaveClock
+from ddpm_core.checkpoint import load_checkpoint
+from ddpm_core.cli import main as cli_main
+from ddpm_core.device import is_out_of_memory, out_of_memory_message
+from ddpm_core.errors import OutOfMemory, TrainingDiverged
+
+
+def tiny(**train) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.dim, cfg.model.dim_mults = 8, (1, 2)
+    cfg.data.image_size, cfg.data.limit = 8, 128
+    cfg.schedule.timesteps = 20
+    cfg.train.batch_size, cfg.train.steps, cfg.train.preview_every = 16, 10, 0
+    cfg.train.device, cfg.train.precision = "cpu", "fp32"
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg.validate()
+
+
+def poison_at(trainer: Trainer, step: int, value=float("nan")):
+    """Make the model's output non-finite from the given step on."""
+    forward = trainer.model.forward
+
+    def forward_that_breaks(x, t, *a):
+        out = forward(x, t, *a)
+        return out * value if trainer.step + 1 >= step else out
+
+    trainer.model.forward = forward_that_breaks
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, value):
+    trainer = Trainer(tiny())
+    poison_at(trainer, 4, value)
+    steps = trainer.steps()
+    for _ in range(2):
+        next(steps)
+    good = trainer.save(tmp_path / "good.safetensors")
+    before = good.read_bytes()
+    next(steps)
+    with pytest.raises(TrainingDiverged) as info:
+        next(steps)
+    message = str(info.value)
+    assert "step 4" in message and "learning rate" in message and "\n" not in message
+    assert trainer.diverged
+    with pytest.raises(TrainingDiverged, match="not saving"):
+        trainer.save(good)
+    assert good.read_bytes() == before  # the last good checkpoint is untouched
+    assert load_checkpoint(good).step == 2
+
+
+def test_bf16_divergence_suggests_fp32():
+    trainer = Trainer(tiny(precision="bf16"))
+    poison_at(trainer, 1)
+    with pytest.raises(TrainingDiverged, match="fp32"):
+        next(trainer.steps())
+
+
+def test_out_of_memory_is_reported_with_a_smaller_batch(monkeypatch):
+    trainer = Trainer(tiny(batch_size=16))
+
+    def no_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.model, "forward", no_memory)
+    with pytest.raises(OutOfMemory) as info:
+        next(trainer.steps())
+    assert "batch size 16" in str(info.value) and "try batch size 8" in str(info.value)
+    assert all(p.grad is None for p in trainer.model.parameters())  # nothing half-done is kept
+    # The trainer is still usable: with memory back, training goes on.
+    monkeypatch.undo()
+    assert math.isfinite(next(trainer.steps()).loss)
+
+
+def test_out_of_memory_recognised_in_all_its_forms():
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert "try batch size 1" in out_of_memory_message("cuda", 1)
+
+
+def test_autosave_clock():
+    now = [100.0]
+    clock = AutosaveClock(2, clock=lambda: now[0])
+    assert clock.enabled and not clock.due()
+    now[0] += 119
+    assert not clock.due()
+    now[0] += 1
+    assert clock.due()
+    clock.saved()
+    assert not clock.due()
+    off = AutosaveClock(0, clock=lambda: now[0])
+    now[0] += 10**6
+    assert not off.enabled and not off.due()
+
+
+def test_cli_autosaves_during_training(tmp_path, capfd):
+    out = tmp_path / "run"
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(tiny(steps=6, checkpoint_every=0).to_dict()))
+    # 1e-6 minutes: due after every step, so each step but the last autosaves.
+    code = cli_main(["train", "--config", str(config), "--out", str(out), "--autosave-minutes", "0.000001"])
+    assert code == 0
+    printed = capfd.readouterr().out
+    assert printed.count("autosave:") == 5
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept[-1] == "step_0000006.safetensors" and len(kept) == 3  # the newest three are kept
+    assert load_checkpoint(out / "checkpoints" / "step_0000005.safetensors").step == 5
+
+
+def test_cli_reports_divergence_in_one_line(tmp_path, capsys, monkeypatch):
+    from ddpm_core import training
+
+    real = training.Trainer._train_step
+
+    def broken(self):
+        loss, t, per_sample = real(self)
+        return loss * float("nan"), t, per_sample
+
+    monkeypatch.setattr(training.Trainer, "_train_step", broken)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(tiny(steps=3).to_dict()))
+    code = cli_main(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "diverged at step 1" in err
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.safetensors"))  # nothing broken saved
