@@ -65,15 +65,33 @@ class SinusoidalPositionEmbeddings(nn.Module):
 
 class WeightStandardizedConv2d(nn.Conv2d):
     """Conv2d whose kernel is standardised per output channel (Qiao et al. 2019,
-    https://arxiv.org/abs/1903.10520); it works well together with GroupNorm."""
+    https://arxiv.org/abs/1903.10520); it works well together with GroupNorm.
+
+    When the weights are frozen (sampling), the standardised kernel is computed once and
+    reused until the weights change (a new EMA step, a loaded checkpoint).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        return F.conv2d(x, self.standardized_weight(eps), self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def standardized_weight(self, eps: float) -> torch.Tensor:
         weight = self.weight
-        mean = weight.mean(dim=(1, 2, 3), keepdim=True)
-        var = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        normalized_weight = (weight - mean) * (var + eps).rsqrt()
-        return F.conv2d(x, normalized_weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return _standardize(weight, eps)  # training: the gradient flows through it
+        # _version counts in-place changes (optimizer, EMA, load_state_dict); data_ptr
+        # changes when the module is copied or moved.
+        key = (weight._version, weight.data_ptr(), weight.device, eps)
+        if getattr(self, "_frozen_key", None) != key:
+            self._frozen_weight = _standardize(weight.detach(), eps)
+            self._frozen_key = key
+        return self._frozen_weight
+
+
+def _standardize(weight: torch.Tensor, eps: float) -> torch.Tensor:
+    mean = weight.mean(dim=(1, 2, 3), keepdim=True)
+    var = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return (weight - mean) * (var + eps).rsqrt()
 
 
 class Block(nn.Module):

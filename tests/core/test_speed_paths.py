@@ -152,3 +152,21 @@ def test_step_records_read_lazily_hold_the_step_values():
     assert rec.t.dtype == np.int64 and rec.t.shape == (32,)
     assert rec.per_sample_loss.dtype == np.float32
     assert rec.loss == pytest.approx(float(rec.per_sample_loss.mean()), rel=1e-5)
+
+
+def test_frozen_standardised_weights_are_reused_until_the_weights_change():
+    model = article_model(dim=8, mults=(1, 2)).requires_grad_(False)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+    with torch.no_grad():
+        first = model(x, t)
+        again = model(x, t)
+        gen = torch.Generator().manual_seed(0)
+        for p in model.parameters():  # in place, as EMA updates and load_state_dict do
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        changed = model(x, t)
+    model.requires_grad_(True)
+    with torch.enable_grad():
+        trained = model(x, t)  # the training path standardises every time
+    assert torch.equal(first, again)
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(trained, changed, atol=1e-6, rtol=1e-6)
