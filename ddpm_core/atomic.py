@@ -16,6 +16,7 @@ no torch, no Qt.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import tempfile
@@ -85,7 +86,13 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
     if mode == "w" and encoding is None:
         encoding = "utf-8"
 
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
+    # Errors name `path`, not the hidden temporary file the user never asked for.
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file name", str(target))
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot create a file in {directory} ({e.strerror})", str(target)) from None
     tmp = Path(tmp_name)
     try:
         # mkstemp creates the file 0600; give it the target's mode (or the usual default)

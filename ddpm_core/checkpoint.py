@@ -36,6 +36,7 @@ import math
 import pickle
 import pickletools
 import struct
+import tarfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ import torch
 from torch import Tensor, nn
 
 from .atomic import atomic_write
-from .errors import CheckpointError
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError
 
 __all__ = [
     "Checkpoint",
@@ -288,8 +290,8 @@ def read_checkpoint_config(path: PathLike) -> dict:
         _load_torch_file(p, kind, "cpu")  # still validate it
         return {}
     header, meta, _ = _read_header(p)
-    _check_marker(p, meta)
-    return _meta_json(p, meta, "config", dict)
+    config, *_ = _read_meta(p, header, meta)
+    return config
 
 
 def _sniff(p: Path) -> str:
@@ -339,6 +341,10 @@ def _guess_other(head: bytes) -> str:
         return "it is a GIF image"
     if head.startswith(b"\xff\xd8\xff"):
         return "it is a JPEG image"
+    if len(head) >= 9 and head[8:9] == b"{":
+        # starts like safetensors, but the header length in the first 8 bytes is absurd
+        n = struct.unpack("<Q", head[:8])[0]
+        return f"it has a damaged safetensors header: it claims a {n:,}-byte header"
     stripped = head.lstrip()
     if stripped[:1] in (b"{", b"["):
         return "it is a JSON/text file; a configuration file goes to --config"
@@ -378,7 +384,7 @@ def _read_header(p: Path) -> tuple[dict, dict, int]:
         meta = header.pop("__metadata__", None) or {}
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise ValueError("the metadata is not a str -> str map")
-        end = 0
+        spans = []
         for name, entry in header.items():
             off = entry["data_offsets"]
             shape = entry["shape"]
@@ -387,9 +393,25 @@ def _read_header(p: Path) -> tuple[dict, dict, int]:
                     and isinstance(off, list) and len(off) == 2
                     and all(isinstance(o, int) for o in off) and 0 <= off[0] <= off[1]):
                 raise ValueError(f"bad entry for tensor {name!r}")
-            end = max(end, off[1])
+            itemsize = _ST_ITEMSIZE.get(entry["dtype"])
+            if itemsize is not None and off[1] - off[0] != math.prod(shape) * itemsize:
+                need = math.prod(shape) * itemsize
+                raise ValueError(f"tensor {name!r} has {off[1] - off[0]} bytes, its shape needs {need}")
+            spans.append((off[0], off[1], name))
+        # The tensors must tile the data part without gaps or overlaps (safetensors' own
+        # rule), so the last offset is the data part's exact size: checking it against
+        # the file size finds a file cut anywhere, without reading the tensors.
+        end = 0
+        for start, stop, name in sorted(spans):
+            if start != end:
+                raise ValueError(f"tensor {name!r} starts at byte {start}, expected {end}")
+            end = stop
     except CheckpointError:
         raise
+    except RecursionError:
+        raise CheckpointError(
+            f"{p} has a corrupt safetensors header (nested too deeply) — the file is damaged; use another checkpoint"
+        ) from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CheckpointError(
             f"{p} has a corrupt safetensors header ({_one_line(e)}) — the file is damaged; use another checkpoint"
@@ -440,11 +462,26 @@ def _meta_json(p: Path, meta: dict, key: str, typ: type, default: Any = None) ->
         raise CheckpointError(
             f"{p} has a corrupt header ('{key}' is not JSON: {e.msg}) — use another checkpoint"
         ) from None
+    except RecursionError:
+        raise CheckpointError(f"{p} has a corrupt header ('{key}' is nested too deeply) — use another checkpoint") from None
     if not isinstance(value, typ):
         raise CheckpointError(
             f"{p} has a corrupt header ('{key}' is a {type(value).__name__}) — use another checkpoint"
         )
     return value
+
+
+def _check_config(p: Path, config: dict) -> None:
+    """Refuse a stored configuration this version cannot build a run from, naming the file
+    (the caller's RunConfig.from_dict would raise the same problem without it)."""
+    if not config:
+        return  # weights only: the caller supplies or infers the configuration
+    try:
+        RunConfig.from_dict(config)
+    except ConfigError as e:
+        raise CheckpointError(
+            f"{p} holds a configuration this DDPM Studio cannot use ({e}) — update DDPM Studio or use another checkpoint"
+        ) from None
 
 
 def _meta_int(p: Path, meta: dict, key: str) -> int:
@@ -457,12 +494,55 @@ def _meta_int(p: Path, meta: dict, key: str) -> int:
         raise CheckpointError(f"{p} has a corrupt header ({key}={meta.get(key)!r}) — use another checkpoint") from None
 
 
-def _load_safetensors(p: Path, map_location: Any) -> Checkpoint:
-    _, meta, _ = _read_header(p)
+_GROUPS = ("model", "ema", "rng")  # tensor name prefixes that are not referenced from the JSON
+
+
+def _stand_ins(header: dict) -> dict:
+    """The tensors the JSON skeletons may reference, by name only (for header-only checks)."""
+    return {k: None for k in header if k.partition(".")[0] not in _GROUPS}
+
+
+def _read_meta(
+    p: Path, header: dict, meta: dict, other: Optional[Mapping[str, Any]] = None
+) -> tuple[dict, int, int, Optional[dict], dict]:
+    """(config, step, epoch, optimizer state, extra) from the header, all checked.
+
+    `other` maps the names of the optim.* / extra.* tensors to the loaded tensors (None:
+    only the header is read, names stand in). Every reader runs this same check, so a
+    file `read_checkpoint_config` accepts is one `load_checkpoint` loads.
+    """
     _check_marker(p, meta)
+    for name, entry in header.items():
+        # after the marker check: a foreign file with an exotic dtype is "not ours", not "damaged"
+        if entry["dtype"] not in _ST_ITEMSIZE:
+            raise CheckpointError(
+                f"{p} has a corrupt header (tensor {name!r} has unknown dtype {entry['dtype']!r}) — "
+                "use another checkpoint"
+            )
+    if other is None:
+        other = _stand_ins(header)
     config = _meta_json(p, meta, "config", dict)
+    _check_config(p, config)
     step = _meta_int(p, meta, "step")
     epoch = _meta_int(p, meta, "epoch")
+    try:
+        optimizer = None
+        if "optim_state" in meta:
+            optimizer = {
+                "state": _decode(_meta_json(p, meta, "optim_state", dict), other),
+                "param_groups": _decode(_meta_json(p, meta, "optim_param_groups", list), other),
+            }
+        extra = _decode(_meta_json(p, meta, "extra", dict, default={}), other)
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise CheckpointError(
+            f"{p} has a corrupt optimizer/extra section ({_one_line(e)}) — use another checkpoint"
+        ) from None
+    return config, step, epoch, optimizer, extra
+
+
+def _load_safetensors(p: Path, map_location: Any) -> Checkpoint:
+    header, meta, _ = _read_header(p)
+    _read_meta(p, header, meta)  # a damaged header fails before the data is read
 
     import safetensors.torch
 
@@ -475,7 +555,7 @@ def _load_safetensors(p: Path, map_location: Any) -> Checkpoint:
     except Exception as e:  # SafetensorError and friends: damaged body
         raise CheckpointError(f"{p} is damaged ({_one_line(e)}) — use another checkpoint") from None
 
-    groups: dict[str, dict[str, Tensor]] = {"model": {}, "ema": {}, "rng": {}}
+    groups: dict[str, dict[str, Tensor]] = {name: {} for name in _GROUPS}
     other: dict[str, Tensor] = {}
     for key, t in tensors.items():
         prefix, _, rest = key.partition(".")
@@ -489,19 +569,7 @@ def _load_safetensors(p: Path, map_location: Any) -> Checkpoint:
             return d
         return {k: v.to(map_location) for k, v in d.items()}
 
-    try:
-        optimizer = None
-        if "optim_state" in meta:
-            optimizer = {
-                "state": _decode(_meta_json(p, meta, "optim_state", dict), other),
-                "param_groups": _decode(_meta_json(p, meta, "optim_param_groups", list), other),
-            }
-        extra = _decode(_meta_json(p, meta, "extra", dict, default={}), other)
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(
-            f"{p} has a corrupt optimizer/extra section ({_one_line(e)}) — use another checkpoint"
-        ) from None
-
+    config, step, epoch, optimizer, extra = _read_meta(p, header, meta, other)
     has_ema = meta.get("has_ema") == "true"
     return Checkpoint(
         config=config,
@@ -640,14 +708,22 @@ def _scan_torch_file(p: Path, kind: str) -> None:
                     f"{p} is damaged or truncated (not a readable zip archive: {_one_line(e)}) — use another checkpoint"
                 ) from None
         else:
-            # Legacy torch.save writes up to five pickles back to back (magic number,
-            # protocol, sys info, the object, storage keys), then raw tensor bytes.
+            # Legacy torch.save writes five pickles back to back (magic number, protocol,
+            # sys info, the object, storage keys), then raw tensor bytes; torch.load
+            # unpickles all five. Each is scanned whatever its first byte: a protocol 0/1
+            # pickle has no \x80 in front, and stopping at one would let it through.
             # BytesIO (not the file) so a bogus length field cannot make read() allocate GBs.
-            stream = io.BytesIO(p.read_bytes())
+            data = p.read_bytes()
+            if tarfile.is_tarfile(io.BytesIO(data)):
+                # torch.load's even older tar format, a past route around weights_only
+                raise CheckpointError(
+                    f"refused: {p} is in PyTorch's legacy tar format, which is not loaded — "
+                    "re-save it with a current PyTorch or as safetensors"
+                )
+            stream = io.BytesIO(data)
             for _ in range(5):
-                if stream.read(1) != b"\x80":
-                    break
-                stream.seek(-1, io.SEEK_CUR)
+                if stream.tell() >= len(data):
+                    break  # a bare pickle.dumps file holds one pickle
                 _scan_pickle(stream, p)
     except CheckpointError:
         raise
@@ -741,9 +817,8 @@ def describe_checkpoint(path: PathLike) -> str:
         ])
 
     header, meta, size = _read_header(p)
+    config, step, epoch, _, _ = _read_meta(p, header, meta)
     version = _check_marker(p, meta)
-    config = _meta_json(p, meta, "config", dict)
-    step, epoch = _meta_int(p, meta, "step"), _meta_int(p, meta, "epoch")
 
     def count(prefix: str) -> tuple[int, int]:
         entries = [e for k, e in header.items() if k.startswith(prefix)]
@@ -781,10 +856,17 @@ def describe_checkpoint(path: PathLike) -> str:
         extra = json.loads(meta.get("extra", "{}"))
         if isinstance(extra, dict) and extra:
             lines.append(f"extra:       {', '.join(sorted(extra))}")
-    except json.JSONDecodeError:
-        pass
+    except (json.JSONDecodeError, RecursionError):
+        pass  # `extra` is a courtesy line; load_checkpoint reports a damaged one
     return "\n".join(lines)
 
+
+# Bytes per element of each safetensors dtype. A DDPM Studio checkpoint with any other
+# dtype is refused (`_read_meta`); a foreign file is refused by its format marker first.
+_ST_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+}  # fmt: skip
 
 _ST_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",

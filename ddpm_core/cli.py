@@ -28,8 +28,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument prints one line (not the whole usage) and exits 2."""
 
     def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.stderr.write(f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
         sys.exit(EXIT_USAGE)
+
+
+def _one_line(message) -> str:
+    # A file name may hold a line break; the error must still be one line.
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _positive_int(text: str) -> int:
@@ -39,6 +44,28 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _int_upto(hi: int, what: str):
+    """An argparse type: a whole number from 1 to `hi` (beyond it the work or memory is absurd)."""
+
+    def parse(text: str) -> int:
+        v = _positive_int(text)
+        if v > hi:
+            raise argparse.ArgumentTypeError(f"{v} is more than {hi:,}, the most {what}")
+        return v
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= v < 2**63:  # what torch.Generator.manual_seed takes (and train.seed allows)
+        raise argparse.ArgumentTypeError(f"{v} is not a seed from 0 to {2**63 - 1}")
     return v
 
 
@@ -95,29 +122,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (its newest checkpoint)")
     s.add_argument("--png", type=Path, help="write the final samples as a PNG grid (default: samples.png)")
     s.add_argument("--gif", type=Path, help="write the denoising trajectory as an animated GIF")
-    s.add_argument("-n", "--num", type=_positive_int, default=16, help="how many images (default 16)")
+    s.add_argument("-n", "--num", type=_int_upto(1024, "images at once"), default=16, help="how many images (default 16)")
     s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
     s.add_argument("--steps", type=_positive_int, help="DDIM steps (default 50)")
     s.add_argument("--eta", type=float, default=0.0, help="DDIM η: 0 deterministic, 1 like DDPM")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--precision", default="auto", help="auto (bf16 where fast, default), fp32 or bf16")
     s.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA ones")
-    s.add_argument("--image-size", type=_positive_int, help="for bare state_dicts: the image size (default 28)")
+    s.add_argument(
+        "--image-size", type=_int_upto(512, "image size"), help="for bare state_dicts: the image size (default 28)"
+    )
     s.add_argument("--gif-index", type=int, help="animate only this image (default: the whole grid)")
     s.add_argument("--gif-stride", type=_positive_int, default=1, help="keep every Nth step in the GIF")
-    s.add_argument("--gif-duration", type=_positive_int, default=40, help="milliseconds per GIF frame")
+    s.add_argument(
+        "--gif-duration", type=_int_upto(655350, "a GIF frame can show (ms)"), default=40, help="milliseconds per GIF frame"
+    )
 
     f = sub.add_parser("forward", help="animate the forward process q(x_t | x_0) as a GIF")
     f.add_argument("--gif", type=Path, default=Path("forward.gif"), help="output GIF (default: forward.gif)")
     f.add_argument("--image", type=Path, help="an image file to noise (default: built-in shapes)")
-    f.add_argument("-n", "--num", type=_positive_int, default=8, help="how many dataset images (without --image)")
-    f.add_argument("--image-size", type=_positive_int, default=64)
+    f.add_argument(
+        "-n", "--num", type=_int_upto(256, "images in one GIF"), default=8, help="how many dataset images (without --image)"
+    )
+    f.add_argument("--image-size", type=_int_upto(512, "image size"), default=64)
     f.add_argument("--channels", type=int, choices=(1, 3), default=3)
     f.add_argument("--schedule", default="linear", help="linear, cosine, quadratic or sigmoid")
-    f.add_argument("--timesteps", type=_positive_int, default=300)
-    f.add_argument("--frames", type=_positive_int, default=50)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--timesteps", type=_int_upto(10000, "diffusion steps"), default=300)
+    f.add_argument("--frames", type=_int_upto(1000, "GIF frames"), default=50)
+    f.add_argument("--seed", type=_seed, default=0)
 
     i = sub.add_parser("info", help="show what a checkpoint holds")
     i.add_argument("checkpoint", type=Path)
@@ -130,11 +163,13 @@ def main(argv=None) -> int:
         commands = {"train": cmd_train, "sample": cmd_sample, "forward": cmd_forward, "info": cmd_info}
         return commands[args.command](args)
     except DDPMError as e:
-        print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
+        _end_progress_line()
+        print(f"ddpm {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # a file that cannot be written or read (permissions, full disk)
+        _end_progress_line()
         where = f"{e.filename}: " if e.filename else ""
-        print(f"ddpm {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"ddpm {args.command}: error: {_one_line(f'{where}{e.strerror or e}')}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\nddpm {args.command}: interrupted", file=sys.stderr)
@@ -181,12 +216,28 @@ def _apply_flags(cfg, a) -> None:
         cfg.train.steps, cfg.train.epochs = None, a.epochs
 
 
+_progress_line_open = False  # a "\r" progress line is on stderr without its newline yet
+
+
 def _download_progress(done: int, total, message: str) -> None:
-    if total:
-        sys.stderr.write(f"\r{message}: {done / 2**20:.1f} / {total / 2**20:.1f} MB ({100 * done / total:.0f}%)")
+    global _progress_line_open
+    if not message.startswith("download"):
+        text = message  # reading a folder or dataset: the message has the counts, not bytes
+    elif total:
+        text = f"{message}: {done / 2**20:.1f} / {total / 2**20:.1f} MB ({100 * done / total:.0f}%)"
     else:
-        sys.stderr.write(f"\r{message}: {done / 2**20:.1f} MB")
+        text = f"{message}: {done / 2**20:.1f} MB"
+    sys.stderr.write(f"\r{text}")
     sys.stderr.flush()
+    _progress_line_open = True
+
+
+def _end_progress_line() -> None:
+    """Finish an open progress line, so what follows (an error, the run) starts on its own line."""
+    global _progress_line_open
+    if _progress_line_open:
+        sys.stderr.write("\n")
+        _progress_line_open = False
 
 
 def cmd_train(a) -> int:
@@ -201,6 +252,7 @@ def cmd_train(a) -> int:
     if a.resume is not None:
         ckpt_path = latest_checkpoint(a.resume) if a.resume.is_dir() else a.resume
         trainer = Trainer.from_checkpoint(ckpt_path, progress=_download_progress, overrides=lambda c: _apply_flags(c, a))
+        _end_progress_line()
         out = a.out or (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent)
         print(f"resuming {ckpt_path} at step {trainer.step}")
     else:
@@ -212,6 +264,7 @@ def cmd_train(a) -> int:
             print(f"wrote {a.save_config}")
             return 0
         trainer = Trainer(cfg, progress=_download_progress)
+        _end_progress_line()
         out = a.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
     cfg = trainer.config
@@ -254,9 +307,9 @@ def cmd_train(a) -> int:
 class _ProgressBar:
     """One self-rewriting line on a terminal; a line every few seconds in a log file."""
 
-    def __init__(self, total: int, stream=sys.stdout):
-        self.total, self.stream = total, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = total, stream or sys.stdout  # looked up now: tests replace it
+        self.tty = self.stream.isatty()
         self.smooth = None
         self.last_print = 0.0
 

@@ -115,7 +115,8 @@ class RunConfig:
             data=_section(DataConfig, d.get("data", {}), "data"),
             train=_section(TrainConfig, d.get("train", {}), "train"),
         )
-        cfg.model.dim_mults = tuple(cfg.model.dim_mults)
+        if isinstance(cfg.model.dim_mults, list):  # JSON has no tuples; anything else fails validate()
+            cfg.model.dim_mults = tuple(cfg.model.dim_mults)
         cfg.validate()
         return cfg
 
@@ -125,6 +126,8 @@ class RunConfig:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        except RecursionError:  # e.g. "[[[[...": deeper than the parser can go
+            raise ConfigError(f"{source} is not a configuration (JSON nested too deeply)") from None
         return cls.from_dict(d)
 
     @classmethod
@@ -137,7 +140,12 @@ class RunConfig:
             raise ConfigError(f"config file {p} does not exist") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot read config file {p}: {e}") from None
-        return cls.from_json(text, source=f"config file {p}")
+        try:
+            return cls.from_json(text, source=f"config file {p}")
+        except ConfigError as e:
+            if str(p) in str(e):
+                raise
+            raise ConfigError(f"config file {p}: {e}") from None  # which file, when there are several
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "RunConfig":
@@ -155,6 +163,11 @@ class RunConfig:
         _bool("model.self_condition", m.self_condition)
         _int_in("model.resnet_block_groups", m.resnet_block_groups, 1, 256)
         # GroupNorm needs every level's width divisible by the number of groups.
+        if m.init_dim is not None and m.init_dim % m.resnet_block_groups:
+            raise ConfigError(
+                f"model.init_dim={m.init_dim} must be a multiple of model.resnet_block_groups="
+                f"{m.resnet_block_groups}: choose another model.init_dim or leave it unset"
+            )
         widths = [m.init_dim or m.dim] + [m.dim * k for k in m.dim_mults]
         bad = [w for w in widths if w % m.resnet_block_groups]
         if bad:
@@ -219,7 +232,8 @@ def _section(klass, values: Any, name: str):
     unknown = set(values) - names
     if unknown:
         raise ConfigError(
-            f"unknown setting(s) {', '.join(f'{name}.{k}' for k in sorted(unknown))}: "
+            # repr() for odd keys, so an empty name or one with a line break stays visible and on one line
+            f"unknown setting(s) {', '.join(f'{name}.{k if k.isidentifier() else repr(k)}' for k in sorted(unknown))}: "
             f"known ones are {', '.join(sorted(names))}"
         )
     return klass(**values)
@@ -240,7 +254,8 @@ def _float_in(name: str, v: Any, lo: float, hi: float) -> None:
 
 
 def _choice(name: str, v: Any, allowed: tuple) -> None:
-    if v not in allowed or isinstance(v, bool):
+    # by type too: 1.0 == 1 and True == 1, but a float channel count breaks the model
+    if not any(type(v) is type(a) and v == a for a in allowed):
         raise ConfigError(f"{name}={v!r} is not allowed: choose one of {', '.join(map(str, allowed))}")
 
 

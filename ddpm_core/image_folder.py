@@ -74,7 +74,8 @@ def _to_mode(img, channels: int):
     if img.mode.startswith("I") or img.mode == "F":
         # 16/32-bit integer or float greyscale: PIL's convert("L") clips to 0..255, which
         # turns 16-bit images white and 0..1 float images black; rescale instead.
-        a = np.asarray(img, dtype=np.float64)
+        # NaN (float images) would become an arbitrary byte, with a numpy warning on stderr
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
         peak = float(a.max()) if a.size else 0.0
         if img.mode.startswith("I;16") or (img.mode == "I" and peak > 255):
             a = a / 257.0  # 0..65535 -> 0..255

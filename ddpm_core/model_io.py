@@ -17,19 +17,30 @@ import torch
 from .checkpoint import check_state_dict_fits, load_checkpoint
 from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from .device import pick_device
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .schedules import NoiseSchedule
 from .unet import Unet, build_unet
 
 
 def infer_model_config(state: dict, source: str = "the file") -> ModelConfig:
-    """The Unet arguments that produce these weight shapes (groups default to the article's 4)."""
+    """The Unet arguments that produce these weight shapes (groups default to the article's 4).
+
+    Raises CheckpointError (one line, naming `source`) for weights of any other network.
+    """
     try:
-        init_w = state["init_conv.weight"]  # (init_dim, channels·(1 + self_condition), 1, 1)
-        time_w = state["time_mlp.1.weight"]  # (4·dim, dim)
-        out_w = state["final_conv.weight"]  # (out_dim, dim, 1, 1)
-    except KeyError as e:
-        raise CheckpointError(f"{source} is not a U-Net of the article's architecture (no {e.args[0]})") from None
+        return _infer_model_config(state, source)
+    except (KeyError, IndexError, ZeroDivisionError, AttributeError) as e:
+        # a missing level key, a tensor of the wrong rank...: another network's weights
+        what = f"no {e.args[0]}" if isinstance(e, KeyError) else "unexpected weight shapes"
+        raise CheckpointError(
+            f"{source} is not a U-Net of the article's architecture ({what}) — use a DDPM Studio checkpoint"
+        ) from None
+
+
+def _infer_model_config(state: dict, source: str) -> ModelConfig:
+    init_w = state["init_conv.weight"]  # (init_dim, channels·(1 + self_condition), 1, 1)
+    time_w = state["time_mlp.1.weight"]  # (4·dim, dim)
+    out_w = state["final_conv.weight"]  # (out_dim, dim, 1, 1)
     dim = int(time_w.shape[1])
     init_dim = int(init_w.shape[0])
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"downs\.(\d+)\.", k))})
@@ -43,7 +54,7 @@ def infer_model_config(state: dict, source: str = "the file") -> ModelConfig:
     in_ch = int(init_w.shape[1])
     self_condition = in_ch == 2 * out_dim
     channels = out_dim if self_condition or in_ch == out_dim else in_ch
-    return ModelConfig(
+    cfg = ModelConfig(
         dim=dim,
         init_dim=None if init_dim == dim else init_dim,
         out_dim=None if out_dim == channels else out_dim,
@@ -52,6 +63,11 @@ def infer_model_config(state: dict, source: str = "the file") -> ModelConfig:
         self_condition=self_condition,
         resnet_block_groups=4,
     )
+    try:  # the model settings alone (an image size that fits any number of levels)
+        RunConfig(model=cfg, data=DataConfig(image_size=max(4, 2 ** (len(widths) - 1)), channels=channels)).validate()
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: its weights describe a U-Net DDPM Studio cannot build ({e})") from None
+    return cfg
 
 
 @dataclass
@@ -79,8 +95,15 @@ def load_for_sampling(
             schedule=ScheduleConfig("linear", 300),
             data=DataConfig(dataset="fashion_mnist", image_size=28, channels=model_cfg.channels),
         )
+    levels = len(config.model.dim_mults) - 1
     if image_size is not None:
         config.data.image_size = image_size
+    elif not ckpt.config and config.data.image_size % 2**levels:
+        # the 28-pixel default does not fit this U-Net, and the file cannot say what does
+        raise CheckpointError(
+            f"{ckpt.path} holds weights only, of a U-Net with {levels + 1} levels: give the image size it was "
+            f"trained at (a multiple of {2**levels}, e.g. {2**levels * max(1, round(28 / 2**levels))})"
+        )
     config.validate()
     # "auto", not the saved device: a checkpoint from a GPU server must open on a laptop.
     dev = torch.device(device) if device is not None else pick_device("auto")

@@ -73,17 +73,30 @@ class RunFolder:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The newest checkpoint of a run folder that loads; incomplete or corrupt ones are skipped."""
+    """The newest complete checkpoint of a run folder; incomplete or corrupt ones are skipped.
+
+    Completeness comes from the header alone (`read_checkpoint_config`, no weights read):
+    the header must parse and pass every check loading makes, and the tensors' byte ranges
+    must tile the data part exactly up to the end of the file, so a file cut short
+    anywhere, header or data, is passed over. Hidden temporary files of killed saves
+    (".step_....safetensors.<random>.tmp") never match the checkpoint name pattern.
+    """
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         raise CheckpointError(f"{run_dir} is not a run folder (no checkpoints/ inside): give a checkpoint file or run folder")
     candidates = sorted(
         ((int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name))), reverse=True
     )
+    newest_problem = None
     for _, p in candidates:
         try:
-            read_checkpoint_config(p)  # reads the header: catches truncated and corrupt files
+            read_checkpoint_config(p)
             return p
-        except CheckpointError:
-            continue
-    raise CheckpointError(f"no loadable checkpoint in {folder}: start a new run or give a checkpoint file")
+        except CheckpointError as e:
+            newest_problem = newest_problem or str(e)
+    if newest_problem is None:
+        raise CheckpointError(f"no checkpoint in {folder}: start a new run or give a checkpoint file")
+    raise CheckpointError(
+        f"none of the {len(candidates)} checkpoints in {folder} is complete (the newest: {newest_problem}) — "
+        "start a new run or give a checkpoint file"
+    )

@@ -9,6 +9,7 @@ import pickle
 import random
 import subprocess
 import sys
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -501,3 +502,423 @@ def test_import_hidden_behind_the_memo_is_refused(tmp_path, monkeypatch):
     assert not marker.exists()
     pickle.loads(data)  # the payload is real: plain pickle runs it
     assert marker.exists()
+
+
+# ---- "Trust": every way a file can be wrong, through every reader --------------------------
+
+from ddpm_core.model_io import load_for_sampling  # noqa: E402
+from ddpm_core.run_folder import latest_checkpoint  # noqa: E402
+
+READERS = {
+    "load_checkpoint": load_checkpoint,
+    "describe_checkpoint": describe_checkpoint,
+    "read_checkpoint_config": read_checkpoint_config,
+    "load_for_sampling": lambda p: load_for_sampling(p, device="cpu"),
+}
+
+
+def tiny_run_config() -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.dim, cfg.model.dim_mults = 4, (1, 2)
+    cfg.data.image_size, cfg.schedule.timesteps = 8, 10
+    cfg.train.batch_size, cfg.train.steps, cfg.train.preview_every, cfg.train.device = 4, 1, 0, "cpu"
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def real_ckpt(tmp_path_factory):
+    """A real one-step checkpoint from the Trainer (weights, EMA, Adam, RNG), as bytes."""
+    from ddpm_core.shapes import make_shapes
+    from ddpm_core.training import Trainer
+
+    trainer = Trainer(tiny_run_config(), images=make_shapes(8, 8, 1))
+    for _ in trainer.steps():
+        pass
+    path = trainer.save(tmp_path_factory.mktemp("real") / "real.safetensors")
+    return path.read_bytes()
+
+
+def _refused_by_every_reader(path: Path) -> list[str]:
+    """Each reader raises a one-line CheckpointError naming `path`; returns the messages."""
+    msgs = []
+    for name, fn in READERS.items():
+        with pytest.raises(CheckpointError) as e:
+            fn(path)
+        msg = assert_one_line_error(e, path)
+        assert "Traceback" not in msg, (name, msg)
+        msgs.append(msg)
+    return msgs
+
+
+def test_truncated_at_many_offsets_is_refused_by_every_reader(real_ckpt, tmp_path):
+    header_end = 8 + int.from_bytes(real_ckpt[:8], "little")
+    rng = random.Random(1)
+    offsets = sorted(
+        set(range(0, 40))  # the length field and the header's start
+        | {rng.randrange(40, header_end) for _ in range(40)}  # inside the JSON header
+        | {header_end - 1, header_end, header_end + 1}
+        | {rng.randrange(header_end, len(real_ckpt)) for _ in range(40)}  # inside the tensor data
+        | {len(real_ckpt) - 1}
+    )
+    path = tmp_path / "cut.safetensors"
+    for n in offsets:
+        path.write_bytes(real_ckpt[:n])
+        for msg in _refused_by_every_reader(path):
+            want = "empty" if n == 0 else "too short" if n < 9 else "truncated"
+            assert want in msg, (n, msg)
+    assert len(offsets) > 100
+
+
+def _unrelated_files(tmp_path: Path, real: bytes) -> dict:
+    """name -> (path, a word the message must contain)."""
+    import safetensors.torch
+
+    out = {}
+
+    def put(name, data, needle):
+        (tmp_path / name).write_bytes(data)
+        out[name] = (tmp_path / name, needle)
+
+    rng = random.Random(2)
+    put("empty.safetensors", b"", "empty")
+    put("one-byte.safetensors", b"\x00", "too short")
+    put("random.safetensors", rng.randbytes(5000), "not a checkpoint")
+    put("huge-header-length.safetensors", (2**62).to_bytes(8, "little") + real[8:], "damaged safetensors header")
+    put("header-longer-than-file.safetensors", (len(real) * 2).to_bytes(8, "little") + real[8:], "truncated")
+    put("picture.png", _png_bytes(), "PNG")
+    buf = io.BytesIO()
+    Image.new("L", (3, 3)).save(buf, format="JPEG")
+    put("photo.jpg.safetensors", buf.getvalue(), "JPEG")
+    zbuf = io.BytesIO()
+    with __import__("zipfile").ZipFile(zbuf, "w") as z:
+        z.writestr("readme.txt", "hello")
+    put("archive.zip", zbuf.getvalue(), "no data.pkl")
+    put("notes.txt", b"just some notes\n", "text file")
+    put("run-config.json", RunConfig().to_json().encode(), "--config")
+    foreign = tmp_path / "other-program.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(3)}, str(foreign), metadata={"format": "pt"})
+    out[foreign.name] = (foreign, "not a DDPM Studio checkpoint")
+    for name, obj, needle in [
+        ("list.pt", [1, 2, 3], "not a model state_dict"),
+        ("tensor.pt", torch.zeros(3), "not a model state_dict"),
+        ("strings.pt", {"a": "b"}, "not a model state_dict"),
+    ]:
+        torch.save(obj, tmp_path / name)
+        out[name] = (tmp_path / name, needle)
+    legacy = io.BytesIO()
+    torch.save(make_model(0).state_dict(), legacy, _use_new_zipfile_serialization=False)
+    put("legacy-truncated.pt", legacy.getvalue()[:300], "not a valid PyTorch file")
+    folder = tmp_path / "a-folder.safetensors"
+    folder.mkdir()
+    out[folder.name] = (folder, "folder")
+    out["missing.safetensors"] = (tmp_path / "missing.safetensors", "does not exist")
+    if hasattr(os, "mkfifo"):  # opening a FIFO for reading would block forever
+        os.mkfifo(tmp_path / "pipe.safetensors")
+        out["pipe.safetensors"] = (tmp_path / "pipe.safetensors", "not a regular file")
+    return out
+
+
+def test_unrelated_and_corrupt_files_are_refused_by_every_reader(real_ckpt, tmp_path):
+    cases = _unrelated_files(tmp_path, real_ckpt)
+    assert len(cases) >= 18
+    for name, (path, needle) in cases.items():
+        for msg in _refused_by_every_reader(path):
+            assert needle in msg, (name, msg)
+
+
+def test_not_a_unet_state_dict_loads_but_cannot_be_sampled(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(2, 2), "downs.0.x": torch.zeros(1)}, path)
+    assert list(load_checkpoint(path).model) == ["weight", "downs.0.x"]  # a state_dict, just not ours
+    with pytest.raises(CheckpointError) as e:
+        load_for_sampling(path, device="cpu")
+    assert "not a U-Net" in assert_one_line_error(e, path)
+
+
+def test_stored_configuration_that_does_not_validate_names_the_file(real_ckpt, tmp_path):
+    import json
+    import struct
+
+    n = struct.unpack("<Q", real_ckpt[:8])[0]
+    header = json.loads(real_ckpt[8 : 8 + n])
+    config = json.loads(header["__metadata__"]["config"])
+    config["model"]["dim"] = 6  # not a multiple of the GroupNorm groups
+    config["train"]["turbo"] = True  # a setting from a newer version
+    header["__metadata__"]["config"] = json.dumps(config)
+    raw = json.dumps(header).encode()
+    path = tmp_path / "edited.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + real_ckpt[8 + n :])
+    for msg in _refused_by_every_reader(path):
+        assert "configuration this DDPM Studio cannot use" in msg and "train.turbo" in msg, msg
+
+
+# ---- resuming picks the newest complete checkpoint -------------------------------------------
+
+
+def _run_folder_with(tmp_path: Path, real: bytes, steps=(2, 4, 6)) -> Path:
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for s in steps:
+        (folder / f"step_{s:07d}.safetensors").write_bytes(real)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["cut-in-data", "cut-one-byte", "cut-in-header", "empty", "garbage-appended",
+                                    "not-a-checkpoint", "folder"])
+def test_latest_checkpoint_skips_an_incomplete_newest(real_ckpt, tmp_path, damage):
+    folder = _run_folder_with(tmp_path, real_ckpt)
+    newest = folder / "step_0000006.safetensors"
+    header_end = 8 + int.from_bytes(real_ckpt[:8], "little")
+    data = {
+        "cut-in-data": real_ckpt[: (header_end + len(real_ckpt)) // 2],
+        "cut-one-byte": real_ckpt[:-1],
+        "cut-in-header": real_ckpt[: header_end // 2],
+        "empty": b"",
+        "garbage-appended": real_ckpt + b"\0" * 16,
+        "not-a-checkpoint": _png_bytes(),
+    }.get(damage)
+    if data is None:
+        newest.unlink()
+        newest.mkdir()
+    else:
+        newest.write_bytes(data)
+    # what killed saves leave behind, and other files that are not checkpoints
+    (folder / ".step_0000008.safetensors.k3j4h5.tmp").write_bytes(real_ckpt[:1000])
+    (folder / ".step_0000010.safetensors.a1b2c3.tmp").write_bytes(real_ckpt)  # complete, but never renamed
+    (folder / "step_0000012.safetensors.partial").write_bytes(real_ckpt)
+    (folder / "notes.txt").write_text("hi")
+    picked = latest_checkpoint(tmp_path / "run")
+    assert picked == folder / "step_0000004.safetensors"
+    assert load_checkpoint(picked).step == 1  # and it loads in full
+
+
+def test_latest_checkpoint_takes_the_newest_when_complete(real_ckpt, tmp_path):
+    folder = _run_folder_with(tmp_path, real_ckpt, steps=(9, 10, 100))  # by number, not by name order
+    assert latest_checkpoint(tmp_path / "run") == folder / "step_0000100.safetensors"
+
+
+def test_latest_checkpoint_with_nothing_loadable_says_so(real_ckpt, tmp_path):
+    folder = _run_folder_with(tmp_path, real_ckpt)
+    for p in folder.iterdir():
+        p.write_bytes(p.read_bytes()[:-10])
+    (folder / ".step_0000008.safetensors.x.tmp").write_bytes(real_ckpt)
+    with pytest.raises(CheckpointError) as e:
+        latest_checkpoint(tmp_path / "run")
+    msg = assert_one_line_error(e, folder)
+    assert "none of the 3 checkpoints" in msg and "truncated" in msg and "start a new run" in msg
+
+    for p in list(folder.iterdir()):
+        p.unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint in .*start a new run"):
+        latest_checkpoint(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="not a run folder"):
+        latest_checkpoint(tmp_path)
+
+
+# ---- pickles that would run code ------------------------------------------------------------
+
+
+def _legacy_torch_file(*pickles: bytes) -> bytes:
+    """torch.save's legacy layout: magic number, protocol, sys info, object, storage keys."""
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    head = [pickle.dumps(MAGIC_NUMBER, protocol=2), pickle.dumps(PROTOCOL_VERSION, protocol=2),
+            pickle.dumps({"protocol_version": PROTOCOL_VERSION, "little_endian": True}, protocol=2)]
+    return b"".join(head + list(pickles) + [pickle.dumps([], protocol=2)])
+
+
+def _zip_torch_file(payload: bytes) -> bytes:
+    """A real torch.save zip whose data.pkl is replaced by `payload`."""
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(make_model(0).state_dict(), buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = payload if info.filename.endswith("data.pkl") else src.read(info)
+            dst.writestr(info, data)
+    return out.getvalue()
+
+
+class _Reduce:
+    """Pickles as `func(*args)`: what an attacker's __reduce__ returns."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _payloads(marker: Path) -> dict:
+    """name -> pickle bytes that create `marker` when unpickled by plain pickle."""
+    import subprocess as sp
+
+    import torch.storage
+
+    touch = f"touch {marker}"
+    py = f"open({str(marker)!r}, 'w').close()"
+    nested = pickle.dumps(_Reduce(exec, py), protocol=2)  # for the loaders that unpickle again
+    nested_torch = io.BytesIO()
+    torch.save(_Reduce(exec, py), nested_torch)
+    return {
+        # GLOBAL (protocols 0-3) and STACK_GLOBAL (4+) imports of the classics
+        "GLOBAL os.system": f"cos\nsystem\n(S'{touch}'\ntR.".encode(),
+        "GLOBAL posix.system, protocol 2": pickle.dumps(_Reduce(os.system, touch), protocol=2),
+        "STACK_GLOBAL builtins.eval": pickle.dumps(_Reduce(eval, py), protocol=4),
+        "STACK_GLOBAL builtins.exec, protocol 5": pickle.dumps(_Reduce(exec, py), protocol=5),
+        "GLOBAL __builtin__.eval (Python 2 name)": f"c__builtin__\neval\n(V{py}\ntR.".encode(),
+        "STACK_GLOBAL subprocess.call": pickle.dumps(_Reduce(sp.call, ["touch", str(marker)]), protocol=4),
+        "GLOBAL subprocess.check_output": pickle.dumps(_Reduce(sp.check_output, ["touch", str(marker)]), protocol=2),
+        # REDUCE through functions of torch itself, which look like what a checkpoint needs
+        "REDUCE torch.storage._load_from_bytes": pickle.dumps(
+            _Reduce(torch.storage._load_from_bytes, nested_torch.getvalue()), protocol=2
+        ),
+        "REDUCE pickle.loads": pickle.dumps(_Reduce(pickle.loads, nested), protocol=2),
+        # INST and OBJ build an object by calling what they import
+        "INST os.system": f"(S'{touch}'\nios\nsystem\n.".encode(),
+        "OBJ os.system": f"(cos\nsystem\nS'{touch}'\no.".encode(),
+    }
+
+
+def _wrap(kind: str, payload: bytes) -> bytes:
+    if kind == "zip":
+        return _zip_torch_file(payload)
+    if kind == "legacy":
+        return _legacy_torch_file(payload)
+    # legacy layout with the payload as the *second* pickle (the protocol number), which
+    # a scan that stops at the first pickle not starting with \x80 used to let through
+    from torch.serialization import MAGIC_NUMBER
+
+    return pickle.dumps(MAGIC_NUMBER, protocol=2) + payload + b"\x80\x02]q\x00." * 3
+
+
+@pytest.mark.parametrize("kind", ["zip", "legacy", "legacy-second-pickle"])
+def test_code_in_every_pickle_position_is_refused_before_torch_load(tmp_path, monkeypatch, kind):
+    marker = tmp_path / "pwned"
+    payloads = _payloads(marker)
+    assert len(payloads) == 11
+    for name, payload in payloads.items():
+        path = tmp_path / f"evil-{len(name)}.pt"
+        path.write_bytes(_wrap(kind, payload))
+
+        # the file is a real attack: torch.load without weights_only runs it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.load(path, weights_only=False)
+            except Exception:
+                pass  # after the payload ran, the rest of the file need not make sense
+        assert marker.exists(), f"{name}: the payload does not run under torch.load"
+        marker.unlink()
+
+        with monkeypatch.context() as m:
+            m.setattr(torch, "load", lambda *a, **k: pytest.fail(f"torch.load reached with {name}"))
+            for msg in _refused_by_every_reader(path):
+                assert msg.startswith("refused: "), (name, msg)
+                assert "re-save as safetensors" in msg, (name, msg)
+        assert not marker.exists(), f"{name}: code ran"
+
+
+def test_refusal_names_the_import(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load reached"))
+    for name, payload in _payloads(tmp_path / "pwned").items():
+        path = tmp_path / "evil.pt"
+        path.write_bytes(_wrap("zip", payload))
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(path)
+        dotted = name.split()[1].rstrip(",")
+        module, attr = dotted.rsplit(".", 1)
+        if module == "__builtin__":
+            module = "builtins"  # reported under the name Python 3 imports
+        if name.startswith("GLOBAL posix"):
+            module = os.system.__module__
+        assert f"({module}.{attr})" in str(e.value), (name, str(e.value))
+
+
+def test_legacy_tar_format_is_refused(tmp_path, monkeypatch):
+    import tarfile
+
+    path = tmp_path / "old.pt"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("\x80pickle")  # starts with \x80: looks like a pickle at first
+        data = pickle.dumps({"w": 1}, protocol=2)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert path.read_bytes()[:1] == b"\x80"
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load reached"))
+    for msg in _refused_by_every_reader(path):
+        assert "legacy tar format" in msg
+
+
+# ---- a checkpoint whose configuration does not fit ---------------------------------------------
+
+MISMATCHES = {
+    # what the stored configuration says, for weights of the tiny 1-channel (1, 2) U-Net
+    "channels": lambda c: (setattr(c.model, "channels", 3), setattr(c.data, "channels", 3)),
+    "levels": lambda c: setattr(c.model, "dim_mults", (1, 2, 2)),
+    "width": lambda c: setattr(c.model, "dim", 8),
+    "self-conditioning": lambda c: setattr(c.model, "self_condition", True),
+}
+
+
+def _with_config(real: bytes, tmp_path: Path, change) -> Path:
+    """The real checkpoint's weights and state, saved under a changed configuration."""
+    src = tmp_path / "src.safetensors"
+    src.write_bytes(real)
+    ck = load_checkpoint(src)
+    cfg = RunConfig.from_dict(ck.config)
+    change(cfg)
+    return save_checkpoint(
+        tmp_path / "mismatch.safetensors", config=cfg.validate().to_dict(), model=ck.model, ema=ck.ema,
+        optimizer=ck.optimizer, rng=ck.rng, step=ck.step, epoch=ck.epoch, extra=ck.extra,
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(MISMATCHES))
+def test_config_that_does_not_fit_the_weights_gives_a_mismatch_message(real_ckpt, tmp_path, kind):
+    from ddpm_core.shapes import make_shapes
+    from ddpm_core.training import Trainer
+
+    path = _with_config(real_ckpt, tmp_path, MISMATCHES[kind])
+    cfg = RunConfig.from_dict(load_checkpoint(path).config)
+    images = make_shapes(8, cfg.data.image_size, cfg.data.channels)
+    for load in (lambda: Trainer.from_checkpoint(path, images=images, device="cpu"),
+                 lambda: load_for_sampling(path, device="cpu")):
+        with pytest.raises(CheckpointError) as e:
+            load()
+        msg = assert_one_line_error(e, path)
+        assert "does not fit this model" in msg and "first:" in msg and "open it with its own configuration" in msg
+
+
+@pytest.mark.parametrize("size,channels", [(16, 1), (8, 3)], ids=["image-size", "channels"])
+def test_training_data_that_does_not_fit_the_checkpoint(real_ckpt, tmp_path, size, channels):
+    from ddpm_core.errors import ConfigError
+    from ddpm_core.shapes import make_shapes
+    from ddpm_core.training import Trainer
+
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(real_ckpt)
+    with pytest.raises(ConfigError) as e:
+        Trainer.from_checkpoint(path, images=make_shapes(8, size, channels), device="cpu")
+    msg = str(e.value)
+    assert "\n" not in msg and f"({channels}, {size}, {size})" in msg and "(1, 8, 8)" in msg
+
+
+def test_bare_state_dict_needs_an_image_size_that_fits(tmp_path):
+    from ddpm_core.config import ModelConfig
+    from ddpm_core.errors import ConfigError
+    from ddpm_core.unet import build_unet
+
+    path = tmp_path / "notebook.pt"
+    torch.save(build_unet(ModelConfig(dim=4, dim_mults=(1, 2, 2, 2))).state_dict(), path)
+    with pytest.raises(CheckpointError) as e:  # the 28-pixel default cannot be halved 3 times
+        load_for_sampling(path, device="cpu")
+    msg = assert_one_line_error(e, path)
+    assert "4 levels" in msg and "a multiple of 8" in msg
+    with pytest.raises(ConfigError, match=r"data.image_size=30 must be divisible by 8"):
+        load_for_sampling(path, device="cpu", image_size=30)
+    loaded = load_for_sampling(path, device="cpu", image_size=32)
+    assert loaded.config.model.dim_mults == (1, 2, 2, 2) and loaded.config.data.image_size == 32

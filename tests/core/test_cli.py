@@ -120,3 +120,199 @@ def test_forward_gif_from_shapes_and_from_an_image(tmp_path):
     with Image.open(out) as im:
         assert im.n_frames == 4
     assert main(["forward", "--image", str(tmp_path / "missing.png"), "--gif", str(out)]) == 2
+
+
+# ---- "Trust": bad checkpoints, incomplete run folders, mismatches: one line, exit 2 ----------
+
+import io  # noqa: E402
+import random  # noqa: E402
+import zipfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from ddpm_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ddpm_core.config import RunConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run folder trained for 4 steps with checkpoints at steps 2 and 4."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    argv = ["train", *TINY, "--steps", "4", "--preview-every", "0", "--checkpoint-every", "2", "--out", str(run)]
+    assert main(argv) == 0
+    return run
+
+
+def one_line_exit_2(argv, capsys, *needles):
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse refusals
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def _bad_checkpoints(folder: Path, real: bytes) -> dict:
+    header_end = 8 + int.from_bytes(real[:8], "little")
+    rng = random.Random(3)
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as z:
+        z.writestr("a.txt", "x")
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, format="PNG")
+    evil = io.BytesIO()
+    torch.save({"w": torch.zeros(1), "x": _Exec("open('/never', 'w')")}, evil)
+    files = {
+        "empty.safetensors": b"",
+        "one-byte.safetensors": b"\x07",
+        "cut-in-header.safetensors": real[: header_end // 2],
+        "cut-in-data.safetensors": real[: (header_end + len(real)) // 2],
+        "cut-last-byte.safetensors": real[:-1],
+        "huge-header-length.safetensors": (2**63).to_bytes(8, "little") + real[8:],
+        "random.safetensors": rng.randbytes(3000),
+        "image.png": png.getvalue(),
+        "archive.zip": zbuf.getvalue(),
+        "notes.txt": b"hello\n",
+        "evil.pt": evil.getvalue(),
+    }
+    out = {}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        out[name] = folder / name
+    import safetensors.torch
+
+    out["other-program.safetensors"] = folder / "other-program.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(out["other-program.safetensors"]))
+    torch.save([1, 2], folder / "list.pt")
+    out["list.pt"] = folder / "list.pt"
+    (folder / "not-a-run").mkdir()
+    out["not-a-run"] = folder / "not-a-run"
+    return out
+
+
+class _Exec:
+    def __init__(self, code):
+        self.code = code
+
+    def __reduce__(self):
+        return exec, (self.code,)
+
+
+def test_bad_checkpoint_files_on_the_command_line(trained, tmp_path, capsys):
+    real = (trained / "checkpoints" / "step_0000004.safetensors").read_bytes()
+    cases = _bad_checkpoints(tmp_path, real)
+    assert len(cases) == 14
+    for name, path in cases.items():
+        for argv in (["sample", path, "--png", tmp_path / "s.png"], ["info", path], ["train", "--resume", path]):
+            one_line_exit_2(argv, capsys, path)
+    assert not (tmp_path / "s.png").exists() and not Path("/never").exists()
+
+
+def test_resume_and_sample_take_the_newest_complete_checkpoint(trained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    newest = run / "checkpoints" / "step_0000004.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-100])  # cut in the tensor data: the header is intact
+    (run / "checkpoints" / ".step_0000006.safetensors.zz9.tmp").write_bytes(b"killed mid-save")
+
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert "step_0000002.safetensors" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run), "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {run / 'checkpoints' / 'step_0000002.safetensors'} at step 2" in out
+    assert load_checkpoint(run / "checkpoints" / "step_0000003.safetensors").step == 3
+    assert not list((run / "checkpoints").glob(".*.tmp"))  # the run folder cleaned up after the kill
+
+    for p in (run / "checkpoints").iterdir():
+        p.write_bytes(b"")
+    one_line_exit_2(["sample", run, "--png", tmp_path / "s.png"], capsys, "none of the", "complete")
+    one_line_exit_2(["train", "--resume", run], capsys, "none of the", "start a new run")
+
+
+def test_checkpoint_that_does_not_fit_on_the_command_line(trained, tmp_path, capsys):
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    ck = load_checkpoint(good)
+    cfg = RunConfig.from_dict(ck.config)
+    cfg.model.channels = cfg.data.channels = 3  # says RGB; the weights are greyscale
+    bad = save_checkpoint(tmp_path / "rgb.safetensors", config=cfg.to_dict(), model=ck.model, ema=ck.ema,
+                          optimizer=ck.optimizer, rng=ck.rng, step=ck.step, extra=ck.extra)
+    one_line_exit_2(["sample", bad, "--png", tmp_path / "s.png"], capsys, bad, "does not fit this model")
+    one_line_exit_2(["train", "--resume", bad], capsys, bad, "does not fit this model")
+    # changing the architecture of a run on resume
+    one_line_exit_2(["train", "--resume", good, "--channels", "3"], capsys, "model settings")
+    one_line_exit_2(["train", "--resume", good, "--dim-mults", "1,2,4"], capsys, "model settings")
+    # an image size the U-Net cannot halve down
+    one_line_exit_2(["sample", good, "--image-size", "7", "--png", tmp_path / "s.png"], capsys, "divisible")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["sample", "X", "-n", "5000"], "more than 1,024"),
+    (["sample", "X", "--seed", str(2**64)], "not a seed"),
+    (["sample", "X", "--seed", "-1"], "not a seed"),
+    (["sample", "X", "--image-size", "4096"], "more than 512"),
+    (["forward", "--image-size", "100000"], "more than 512"),
+    (["forward", "-n", "100000"], "more than 256"),
+    (["forward", "--frames", "100000"], "more than 1,000"),
+    (["forward", "--timesteps", "10000000"], "more than 10,000"),
+    (["forward", "--seed", str(2**70)], "not a seed"),
+    (["sample", "X", "--gif-duration", "10000000"], "more than 655,350"),
+])
+def test_absurd_sizes_and_seeds_are_refused_before_any_work(argv, needle, capsys, tmp_path):
+    argv = [str(tmp_path / "none.safetensors") if a == "X" else a for a in argv]
+    one_line_exit_2(argv, capsys, needle)
+
+
+def test_output_path_errors_name_the_path_not_a_temp_file(trained, tmp_path, capsys):
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    folder = tmp_path / "out"
+    folder.mkdir()
+    line = one_line_exit_2(["sample", good, "-n", "1", "--sampler", "ddim", "--steps", "2", "--png", folder],
+                           capsys, folder, "is a folder")
+    assert ".tmp" not in line
+    line = one_line_exit_2(["forward", "--frames", "2", "--image-size", "8", "-n", "1", "--gif", folder],
+                           capsys, folder, "is a folder")
+    assert ".tmp" not in line
+    assert list(folder.iterdir()) == []  # no temporary file left behind either
+
+
+def test_error_for_a_file_name_with_a_line_break_stays_on_one_line(tmp_path, capsys):
+    odd = tmp_path / "two\nlines.safetensors"
+    odd.write_bytes(b"")
+    one_line_exit_2(["info", odd], capsys, "two\\nlines", "empty")
+
+
+def test_bad_image_folders_on_the_command_line(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    (broken / "cats").mkdir(parents=True)
+    (broken / "cats" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (broken / "b.jpg").write_bytes(b"")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    cases = {
+        tmp_path / "missing": "does not exist",
+        tmp_path / "notes.txt": "is a file, not a folder",
+        empty: "no images found",
+        broken: "none of the 2 image files",
+    }
+    (tmp_path / "notes.txt").write_text("x")
+    for root, needle in cases.items():
+        capsys.readouterr()
+        argv = ["train", "--dataset", "folder", "--data-root", str(root), *TINY, "--steps", "1",
+                "--out", str(tmp_path / "run")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        # a progress line may come first ("reading images (0/2)"), but ends before the error
+        last = err.rstrip("\n").split("\n")[-1]
+        assert last.startswith("ddpm train: error: ") and needle in last and str(root) in last, err
+        assert "MB" not in err and "Traceback" not in err, err  # file counts are not megabytes

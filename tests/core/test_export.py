@@ -214,3 +214,85 @@ def test_forward_gif_more_frames_than_steps(tmp_path):
     path = save_forward_gif(rand_images(1, 3, 4, 4), schedule, tmp_path / "f.gif", num_frames=8, scale=1)
     with Image.open(path) as im:
         assert im.n_frames == 8  # repeated t values give identical frames, still all kept
+
+
+# ---- loop and frame count, read back two independent ways -------------------------------------
+
+
+def gif_structure(data: bytes) -> dict:
+    """Walk a GIF's blocks by the GIF89a spec, independently of Pillow and of export.py:
+    the number of image descriptors (frames) and the NETSCAPE2.0 loop count (None if absent)."""
+    assert data[:6] in (b"GIF87a", b"GIF89a"), data[:6]
+    pos = 13
+    if data[10] & 0x80:  # global colour table
+        pos += 3 * 2 ** ((data[10] & 7) + 1)
+    frames, loop = 0, None
+
+    def skip_sub_blocks(pos):
+        while data[pos]:
+            pos += data[pos] + 1
+        return pos + 1
+
+    while True:
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            assert pos == len(data) - 1, "bytes after the GIF trailer"
+            return {"frames": frames, "loop": loop}
+        if block == 0x21:  # extension: introducer, label, sub-blocks
+            label = data[pos + 1]
+            if label == 0xFF and data[pos + 2] == 11 and data[pos + 3 : pos + 14] == b"NETSCAPE2.0":
+                sub = pos + 14
+                assert data[sub] == 3 and data[sub + 1] == 1
+                loop = int.from_bytes(data[sub + 2 : sub + 4], "little")
+            pos = skip_sub_blocks(pos + 2)
+        elif block == 0x2C:  # image descriptor, optional local colour table, LZW data
+            frames += 1
+            packed = data[pos + 9]
+            pos += 10
+            if packed & 0x80:
+                pos += 3 * 2 ** ((packed & 7) + 1)
+            pos = skip_sub_blocks(pos + 1)  # +1: LZW minimum code size
+        else:
+            raise AssertionError(f"unexpected GIF block 0x{block:02x} at byte {pos}")
+
+
+def test_gif_structure_reader_counts_what_pillow_writes(tmp_path):
+    # the reader above is itself checked: Pillow's own animated GIF, distinct frames
+    frames = [Image.new("L", (4, 4), v) for v in (0, 80, 160, 240)]
+    frames[0].save(tmp_path / "p.gif", save_all=True, append_images=frames[1:], loop=0, duration=50)
+    assert gif_structure((tmp_path / "p.gif").read_bytes()) == {"frames": 4, "loop": 0}
+    frames[0].save(tmp_path / "once.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert gif_structure((tmp_path / "once.gif").read_bytes())["loop"] is None
+
+
+def test_pillow_alone_would_merge_identical_frames(tmp_path):
+    # Why export.py writes GIFs itself: with Pillow, 5 identical frames come out as 1.
+    same = [Image.new("L", (4, 4), 7) for _ in range(5)]
+    same[0].save(tmp_path / "p.gif", save_all=True, append_images=same[1:], loop=0, duration=40)
+    with Image.open(tmp_path / "p.gif") as im:
+        assert im.n_frames < 5
+
+
+@pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
+def test_identical_frames_all_kept_and_gif_loops_forever(tmp_path, rgb):
+    c = 3 if rgb else 1
+    still = rand_images(2, c, 5, 5, seed=3)
+    moving = [rand_images(2, c, 5, 5, seed=k) for k in range(3)]
+    frames = [still] * 6 + moving + [moving[-1]] * 4  # 13 frames, 9 of them repeats
+    cases = {
+        "all": (save_trajectory_gif(frames, tmp_path / "all.gif", scale=1), len(frames)),
+        "stride": (save_trajectory_gif(frames, tmp_path / "s.gif", stride=2, scale=1),
+                   len(trajectory_frame_indices(len(frames), 2))),
+        "one image": (save_trajectory_gif(frames, tmp_path / "i.gif", index=1, scale=1), len(frames)),
+        "all identical": (save_trajectory_gif([still] * 9, tmp_path / "same.gif", scale=1), 9),
+        "forward, T < frames": (
+            save_forward_gif(still, NoiseSchedule(torch.full((3,), 0.1)), tmp_path / "f.gif", num_frames=11,
+                             noise=torch.zeros_like(still), scale=1),
+            11,
+        ),
+    }
+    for name, (path, want) in cases.items():
+        with Image.open(path) as im:
+            assert im.n_frames == want, name
+            assert im.info.get("loop") == 0, name
+        assert gif_structure(path.read_bytes()) == {"frames": want, "loop": 0}, name
