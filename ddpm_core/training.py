@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -336,7 +337,15 @@ class Trainer:
             overrides(config)
             config.validate()
             if config.model != model_before:
-                raise ConfigError("the model settings of a checkpoint cannot change when training continues")
+                changed = [
+                    f"model.{f.name} {getattr(model_before, f.name)!r} -> {getattr(config.model, f.name)!r}"
+                    for f in dataclasses.fields(config.model)
+                    if getattr(model_before, f.name) != getattr(config.model, f.name)
+                ]
+                raise ConfigError(
+                    f"the model settings of a checkpoint cannot change when training continues ({', '.join(changed)}): "
+                    "start a new run to train another architecture"
+                )
         trainer = cls(config, images=images, device=device, progress=progress)
         check_state_dict_fits(trainer.model, ckpt.model, str(ckpt.path))
         trainer.model.load_state_dict(ckpt.model)
@@ -344,12 +353,19 @@ class Trainer:
             ema_state = ckpt.ema if ckpt.ema is not None else ckpt.model
             check_state_dict_fits(trainer.ema, ema_state, str(ckpt.path))
             trainer.ema.load_state_dict(ema_state)
-        if ckpt.optimizer is not None:
-            trainer.optimizer.load_state_dict(ckpt.optimizer)
-            for group in trainer.optimizer.param_groups:  # a changed learning rate applies
-                group["lr"] = config.train.lr
-        if "train" in ckpt.rng:
-            trainer.generator.set_state(ckpt.rng["train"].to(torch.uint8).cpu())
+        try:
+            if ckpt.optimizer is not None:
+                trainer.optimizer.load_state_dict(ckpt.optimizer)
+                for group in trainer.optimizer.param_groups:  # a changed learning rate applies
+                    group["lr"] = config.train.lr
+            if "train" in ckpt.rng:
+                trainer.generator.set_state(ckpt.rng["train"].to(torch.uint8).cpu())
+        except (ValueError, RuntimeError, KeyError, TypeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(
+                f"{ckpt.path}: its optimizer or random-number state does not fit this model ({reason}); "
+                "it can still be sampled from, or start a new run"
+            ) from None
         trainer.step = ckpt.step
         trainer.epoch = ckpt.epoch
         trainer.batch_in_epoch = int(ckpt.extra.get("batch_in_epoch", 0))

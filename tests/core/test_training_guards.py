@@ -133,3 +133,33 @@ def test_cli_reports_divergence_in_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "diverged at step 1" in err
     assert not list((tmp_path / "run" / "checkpoints").glob("*.safetensors"))  # nothing broken saved
+
+
+def test_resume_with_a_damaged_optimizer_state_says_so(tmp_path):
+    from ddpm_core.checkpoint import Checkpoint
+    from ddpm_core.errors import CheckpointError
+
+    trainer = Trainer(tiny(steps=2))
+    list(trainer.steps())
+    ckpt = load_checkpoint(trainer.save(tmp_path / "a.safetensors"))
+    ckpt.optimizer["param_groups"][0]["params"] = ckpt.optimizer["param_groups"][0]["params"][:3]
+    with pytest.raises(CheckpointError, match="optimizer or random-number state does not fit"):
+        Trainer.from_checkpoint(ckpt)
+    ckpt = load_checkpoint(tmp_path / "a.safetensors")
+    ckpt.rng["train"] = ckpt.rng["train"][:10]
+    with pytest.raises(CheckpointError, match="a.safetensors"):
+        Trainer.from_checkpoint(ckpt)
+    assert isinstance(ckpt, Checkpoint)
+
+
+def test_resume_names_the_model_setting_that_changed(tmp_path):
+    from ddpm_core.errors import ConfigError
+
+    trainer = Trainer(tiny(steps=1))
+    path = trainer.save(tmp_path / "a.safetensors")
+
+    def wider(cfg):
+        cfg.model.dim = 16
+
+    with pytest.raises(ConfigError, match=r"model.dim 8 -> 16"):
+        Trainer.from_checkpoint(path, overrides=wider)
