@@ -50,14 +50,18 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
-def out_of_memory_message(device: torch.device | str, batch_size: int, doing: str = "training") -> str:
-    """What to tell a person whose batch did not fit, with a concrete smaller batch."""
+def out_of_memory_message(
+    device: torch.device | str, batch_size: int, doing: str = "training", setting: str = "batch size"
+) -> str:
+    """What to tell a person whose batch did not fit, with a concrete smaller one.
+
+    `setting` names what to lower: 'batch size' for training, e.g. 'number of images'."""
     device = torch.device(device)
     smaller = max(1, batch_size // 2)
     where = "GPU" if device.type in ("cuda", "mps") else "computer"
     return (
-        f"{doing} ran out of {where} memory at batch size {batch_size}: "
-        f"try batch size {smaller}, a smaller model, or close other programs using the {where}"
+        f"{doing} ran out of {where} memory at {setting} {batch_size}: "
+        f"try {setting} {smaller}, a smaller model, or close other programs using the {where}"
     )
 
 

@@ -29,3 +29,8 @@ class TrainingDiverged(DDPMError):
 
 class OutOfMemory(DDPMError):
     """The device ran out of memory; a smaller batch (or the CPU) is the way on."""
+
+    def __init__(self, message: str, batch_size: int | None = None):
+        super().__init__(message)
+        self.batch_size = batch_size  # what did not fit
+        self.suggested_batch_size = max(1, batch_size // 2) if batch_size else None

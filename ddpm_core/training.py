@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import math
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -144,6 +145,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.elapsed = 0.0
         self.diverged = False  # set when the loss went NaN/inf: the weights are not saved
+        self._unchecked: Optional[StepRecord] = None  # a step whose loss is not checked yet
         self._order: Optional[torch.Tensor] = None
 
     # ---- the loop -------------------------------------------------------------------
@@ -165,7 +167,6 @@ class Trainer:
         """
         tc = self.config.train
         self.model.train()
-        unchecked: Optional[StepRecord] = None  # on a GPU: the last step, checked after the next is queued
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             with self._out_of_memory_is_reported(self.batch_size, "training"):
@@ -182,18 +183,17 @@ class Trainer:
                 seconds=dt,
                 elapsed=self.elapsed,
             )
+            # On the CPU the value is already there; on a GPU the previous step is checked
+            # once this one is queued, so the device never waits for the host.
+            self._check_unchecked()
+            self._unchecked = record
             if self.device.type == "cpu":
-                self._check_finite(record)  # free on the CPU: the value is already there
-            else:
-                if unchecked is not None:
-                    self._check_finite(unchecked)
-                unchecked = record
+                self._check_unchecked()
             if tc.preview_every and self.step % tc.preview_every == 0:
                 with self._out_of_memory_is_reported(tc.preview_count, "sampling a preview"):
                     record.preview = self.preview()
             yield record
-        if unchecked is not None:
-            self._check_finite(unchecked)
+        self._check_unchecked()
 
     def _train_step(self):
         """One optimizer step of Algorithm 1; returns (loss, t, per-sample losses) on the device."""
@@ -212,6 +212,11 @@ class Trainer:
         if self.ema is not None:
             self._update_ema()
         return loss, t, per_sample
+
+    def _check_unchecked(self) -> None:
+        record, self._unchecked = self._unchecked, None
+        if record is not None:
+            self._check_finite(record)
 
     def _check_finite(self, record: StepRecord) -> None:
         loss = record.loss
@@ -234,10 +239,15 @@ class Trainer:
         except Exception as e:
             if not is_out_of_memory(e):
                 raise
-            # Drop what the failed step holds so the app (and a smaller batch) can go on.
+            # Drop what the failed step holds (its frames keep activations alive) so the
+            # app, and a smaller batch, can go on.
+            traceback.clear_frames(e.__traceback__)
             self.optimizer.zero_grad(set_to_none=True)
             free_cached_memory(self.device)
-            raise OutOfMemory(out_of_memory_message(self.device, batch_size, doing)) from None
+            setting = "preview count" if doing.startswith("sampling") else "batch size"
+            raise OutOfMemory(
+                out_of_memory_message(self.device, batch_size, doing, setting), batch_size=batch_size
+            ) from None
 
     def _next_batch(self) -> torch.Tensor:
         if self._order is None:
@@ -294,6 +304,7 @@ class Trainer:
 
         Refused once training diverged: NaN weights must never replace a good checkpoint.
         """
+        self._check_unchecked()  # on a GPU the last step's loss is not checked yet
         if self.diverged:
             raise TrainingDiverged(
                 f"not saving step {self.step}: training diverged (NaN/inf loss), so these weights are "

@@ -163,3 +163,29 @@ def test_resume_names_the_model_setting_that_changed(tmp_path):
 
     with pytest.raises(ConfigError, match=r"model.dim 8 -> 16"):
         Trainer.from_checkpoint(path, overrides=wider)
+
+
+def test_out_of_memory_in_a_preview_names_the_preview_count(monkeypatch):
+    trainer = Trainer(tiny(preview_every=1, preview_count=8))
+
+    def no_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(trainer, "preview", no_memory)
+    with pytest.raises(OutOfMemory, match="preview count 8: try preview count 4") as info:
+        next(trainer.steps())
+    assert info.value.batch_size == 8 and info.value.suggested_batch_size == 4
+
+
+def test_save_checks_a_loss_not_yet_checked(tmp_path):
+    # On a GPU the newest step's loss is checked one step late; save() must check it first.
+    trainer = Trainer(tiny())
+    steps = trainer.steps()
+    next(steps)
+    good = trainer.save(tmp_path / "good.safetensors").read_bytes()
+    record = next(steps)
+    record.values._tensors["loss"] = torch.tensor(float("nan"))  # as if the GPU had just finished it
+    trainer._unchecked = record
+    with pytest.raises(TrainingDiverged):
+        trainer.save(tmp_path / "good.safetensors")
+    assert (tmp_path / "good.safetensors").read_bytes() == good
