@@ -5,8 +5,11 @@ PyTorch in seconds. So the window (menus, tabs, status bar) is shown first, buil
 Qt alone, and the engine is imported in the background while it is on screen
 (see `MainWindow.load_engine`).
 
-Set DDPM_STUDIO_TIMING=1 to print, on stderr, when the window was first painted and when
-the panels were ready, in seconds since this module was imported.
+Set DDPM_STUDIO_TIMING=1 to print, on stderr, in seconds since this module was imported:
+when the window was first painted, when the four panels were ready, when the forward
+tab's first x_t was shown, and when the window was then usable (that x_t painted and the
+event loop free again to take input: the slider and the tabs respond).
+scripts/bench_gui.py reads these lines.
 """
 
 from __future__ import annotations
@@ -54,6 +57,23 @@ def leave_a_core_for_the_window() -> None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) - 1))
 
 
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def hand_the_gil_to_the_window_sooner() -> None:
+    """Let a thread that waits for the GIL get it after 1 ms instead of 5.
+
+    The training and sampling threads run Python between their torch operations (building
+    the trainer, copying the model for the Denoising tab, collating batches). Each time the
+    GUI thread needs the GIL meanwhile (every event it handles in Python, every pyqtgraph
+    item it paints), it waited up to the switch interval, and a repaint needs it many
+    times: the window froze for 50-100 ms while a trainer was being built. Torch's own
+    operations release the GIL, so training itself barely notices.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 def configure_pyqtgraph(palette: Optional[QPalette] = None) -> None:
     """Plot defaults: smooth lines, and colours from the palette, so light and dark themes
     both look right. Call after pyqtgraph is imported and before any plot exists."""
@@ -68,19 +88,33 @@ def configure_pyqtgraph(palette: Optional[QPalette] = None) -> None:
 
 
 class _StartupTimer(QObject):
-    """Prints when the window is first painted (DDPM_STUDIO_TIMING=1)."""
+    """Prints the moments of start-up (DDPM_STUDIO_TIMING=1): see this module's docstring."""
 
     def __init__(self, window: MainWindow):
         super().__init__(window)
+        self._window = window
         self._painted = False
+        self._shown = False
         window.installEventFilter(self)
-        window.panelsReady.connect(lambda: self._report("panels ready"))
+        window.panelsReady.connect(self._on_panels_ready)
 
     def eventFilter(self, obj, event) -> bool:
         if event.type() == QEvent.Paint and not self._painted:
             self._painted = True
             self._report("window painted")
         return False
+
+    def _on_panels_ready(self) -> None:
+        self._report("panels ready")
+        self._window.forward.imagesShown.connect(self._on_images_shown)
+
+    def _on_images_shown(self) -> None:
+        if self._shown:
+            return
+        self._shown = True
+        self._report("x_t shown")
+        # Runs once the posted repaint of that image is done and nothing else is queued.
+        QTimer.singleShot(0, lambda: self._report("usable"))
 
     @staticmethod
     def _report(what: str) -> None:
@@ -90,6 +124,7 @@ class _StartupTimer(QObject):
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app until its window closes; `argv` as sys.argv (Qt options such as -style work)."""
     leave_a_core_for_the_window()
+    hand_the_gil_to_the_window_sooner()
     QApplication.setApplicationName(APP_NAME)
     QApplication.setOrganizationName(APP_NAME)  # where QSettings keeps the window layout
     QApplication.setDesktopFileName("ddpm-studio")
@@ -109,11 +144,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The `ddpm-studio` entry point: run the app, then leave the process."""
-    rc = run(argv)
-    # Every worker has been stopped and joined by closeEvent at this point. Interpreter
-    # finalisation after a training run was seen to stall for minutes (torch + Qt objects
-    # torn down in a bad order; cause not yet found), so leave without it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    """The `ddpm-studio` entry point: run the app until its window closes; the exit status.
+
+    By the time exec() returns, closeEvent has stopped and joined every worker thread
+    (waiting for a save in flight to be written) and synced the settings; the
+    aboutToQuit hook of `workers` joins any thread still left. So the interpreter
+    finalises normally: nothing is left for it to wait on.
+
+    (An os._exit here once skipped finalisation because "the process hung for minutes
+    after a training run". That hang was the "Save checkpoint?" question, asked again by
+    closeEvent after scripts/screenshot.py had already stopped training without saving,
+    waiting unseen on a virtual display. `TrainingPanel.shutdown` no longer asks twice,
+    and tests/gui/test_trust_exit.py checks the real entry point exits promptly.)
+    """
+    return run(argv)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontDatabase, QFontMetrics, QPalette
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -35,10 +36,11 @@ from ddpm_core.data import IMAGE_EXTENSIONS, load_image
 from ddpm_core.errors import DDPMError
 from ddpm_gui.forward_samples import SampleLoader, SamplePool
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
-from ddpm_gui.schedule_controls import ScheduleControls
+from ddpm_gui.schedule_controls import MAX_T, ScheduleControls
 from ddpm_gui.state import AppState
 
 STRIP_STEPS = 7  # t = 0, T/6, ..., T−1: the article's "noise at several t" figure
+IMAGE_COUNTS = (1, 4, 9, 16)  # how many dataset images the big view noises at once (square grids)
 
 HINT = (
     "Scrub <b>t</b> (slider or arrow keys) to watch noise destroy the image  ·  "
@@ -94,6 +96,20 @@ READOUTS = (
 )
 
 
+def _freeze_size(label: QLabel, widest_text: str) -> QLabel:
+    """Fix a label's size to that of the widest text it will show at any t.
+
+    A QLabel asks its whole window to re-lay out at every setText, and a plain QTabWidget
+    then repaints every widget of the tab (see redraw.QuietTabWidget). A widget of fixed
+    size stops that at itself, so scrubbing t repaints only the numbers and the images.
+    """
+    text = label.text()
+    label.setText(widest_text)
+    label.setFixedSize(label.sizeHint())
+    label.setText(text)
+    return label
+
+
 def _muted(label: QLabel) -> QLabel:
     """Secondary text: the palette's placeholder colour, so it works on light and dark themes."""
     label.setForegroundRole(QPalette.PlaceholderText)
@@ -119,14 +135,17 @@ class _StripCell(QWidget):
 
 
 class ForwardPanel(QWidget):
+    imagesShown = Signal()  # new images x₀ are shown (the first time: the tab is ready to use)
+
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
         self.state = state
         self.last_image_dir = ""  # restored/saved by the main window
         self._rng = np.random.default_rng()
         self._values = state.schedule.as_numpy()
-        self._x0: Optional[np.ndarray] = None  # float32 (C, H, W) in [-1, 1]
-        self._eps: Optional[np.ndarray] = None  # float32 (C, H, W), drawn once, reused for every t
+        self._x0: Optional[np.ndarray] = None  # float32 (N, C, H, W) in [-1, 1]; [0] is the one explained
+        self._eps: Optional[np.ndarray] = None  # float32 (N, C, H, W), drawn once, reused for every t
+        self._count = 1  # images asked for (IMAGE_COUNTS); an opened file is shown alone
         self._pool: Optional[SamplePool] = None
         self._pool_index = 0
         self._image_path: Optional[str] = None  # set while showing an opened file
@@ -163,6 +182,13 @@ class ForwardPanel(QWidget):
             "Noise your own picture (or drag and drop an image file onto this tab).\n"
             "It is resized and centre-cropped to the training image size and channels."
         )
+        self.count_combo = QComboBox(self)
+        for n in IMAGE_COUNTS:
+            self.count_combo.addItem(f"{n} image{'s' if n > 1 else ''}", n)
+        self.count_combo.setToolTip(
+            "How many images of the dataset to noise side by side, each with its own fixed ε.\n"
+            "The equation and the strip follow the first one. An opened image file is shown alone."
+        )
         self.noise_button = QPushButton("New noise", self)
         self.noise_button.setToolTip(
             "Draw a new ε ~ N(0, I). The same ε is used at every t, so moving t changes only\n"
@@ -176,6 +202,7 @@ class ForwardPanel(QWidget):
         controls.addSpacing(16)
         controls.addWidget(self.sample_button)
         controls.addWidget(self.open_button)
+        controls.addWidget(self.count_combo)
         controls.addWidget(self.noise_button)
         controls.addSpacing(12)
         controls.addWidget(self.source_label, 1)
@@ -186,12 +213,13 @@ class ForwardPanel(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.xt_title.setFont(font)
-        self.big_view = ImageGrid(self, columns=1, placeholder="Loading an example image…")
+        _freeze_size(self.xt_title, self._title_text(8888, MAX_T))  # 8: the widest digit in most fonts
+        self.big_view = ImageGrid(self, placeholder="Loading an example image…")
         self.big_view.setMinimumSize(200, 200)
         self.big_view.setCursor(Qt.PointingHandCursor)
-        self.big_view.setToolTip("x_t, the image after t+1 noising steps. Click to open it in a window.")
+        self.big_view.setToolTip("x_t, the image after t+1 noising steps. Click an image to open it in a window.")
         left = QVBoxLayout()
-        left.addWidget(self.xt_title)
+        left.addWidget(self.xt_title, 0, Qt.AlignLeft)
         left.addWidget(self.big_view, 1)
 
         right = QVBoxLayout()
@@ -247,9 +275,10 @@ class ForwardPanel(QWidget):
         self.sample_button.clicked.connect(self.another_sample)
         self.open_button.clicked.connect(lambda: self.open_image())
         self.noise_button.clicked.connect(self.new_noise)
+        self.count_combo.currentIndexChanged.connect(lambda _: self.set_image_count(self.count_combo.currentData()))
         self.t_slider.valueChanged.connect(self.state.set_t)
         self.t_spin.valueChanged.connect(self.state.set_t)
-        self.big_view.clicked.connect(lambda _: self._zoom_xt())
+        self.big_view.clicked.connect(self._zoom_xt)
 
     def _build_equation(self) -> QWidget:
         box = QFrame(self)
@@ -272,7 +301,8 @@ class ForwardPanel(QWidget):
         grid.addWidget(self.eps_view, 0, 1)
         grid.addWidget(QLabel("x<sub>0</sub> (clean)", box), 1, 0, Qt.AlignCenter)
         grid.addWidget(QLabel("ε (fixed noise)", box), 1, 1, Qt.AlignCenter)
-        grid.addWidget(self.equation, 2, 0, 1, 2)
+        _freeze_size(self.equation, self._equation_text(0.888, 0.888))
+        grid.addWidget(self.equation, 2, 0, 1, 2, Qt.AlignCenter)
         grid.setRowStretch(0, 1)
         return box
 
@@ -282,12 +312,12 @@ class ForwardPanel(QWidget):
         grid = QGridLayout(box)
         mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
         self.readouts: dict[str, QLabel] = {}
-        digits = QFontMetrics(mono).horizontalAdvance("-0.0000000")
+        widest = "-8.8888e-08"  # the longest a READOUTS format gives (a monospace font)
         for row, (key, name, meaning, tip, _) in enumerate(READOUTS):
             name_label = QLabel(name, box)
             value = QLabel(box)
             value.setFont(mono)
-            value.setMinimumWidth(digits)
+            _freeze_size(value, widest)
             value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
             value.setTextInteractionFlags(Qt.TextSelectableByMouse)  # copy a number into notes
             meaning_label = _muted(QLabel(meaning, box))
@@ -337,16 +367,29 @@ class ForwardPanel(QWidget):
     # ---- the math: x_t from x₀ and the fixed ε -------------------------------------------
     @property
     def x0(self) -> Optional[np.ndarray]:
-        """The clean image, float32 (C, H, W) in [-1, 1] (None while the first one loads)."""
-        return self._x0
+        """The clean image explained (the first), float32 (C, H, W) in [-1, 1] (None while loading)."""
+        return None if self._x0 is None else self._x0[0]
 
     @property
     def noise(self) -> Optional[np.ndarray]:
-        """The fixed ε, same shape as x0."""
+        """The fixed ε of that image, same shape as x0."""
+        return None if self._eps is None else self._eps[0]
+
+    @property
+    def x0_batch(self) -> Optional[np.ndarray]:
+        """Every image shown, float32 (N, C, H, W)."""
+        return self._x0
+
+    @property
+    def noise_batch(self) -> Optional[np.ndarray]:
         return self._eps
 
-    def x_t(self, t: Optional[int] = None) -> Optional[np.ndarray]:
-        """x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε as float32 (C, H, W), or None before an image is loaded."""
+    def image_count(self) -> int:
+        """How many images the big view shows (1 for an opened file, else the count chosen)."""
+        return 0 if self._x0 is None else len(self._x0)
+
+    def x_t_batch(self, t: Optional[int] = None) -> Optional[np.ndarray]:
+        """x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε for every image, float32 (N, C, H, W), or None before loading."""
         if self._x0 is None:
             return None
         t = self._current_t() if t is None else t
@@ -354,19 +397,29 @@ class ForwardPanel(QWidget):
         b = np.float32(self._values["sqrt_one_minus_alphas_cumprod"][t])
         return a * self._x0 + b * self._eps
 
+    def x_t(self, t: Optional[int] = None) -> Optional[np.ndarray]:
+        """x_t of the first image, float32 (C, H, W), or None before an image is loaded."""
+        batch = self.x_t_batch(t)
+        return None if batch is None else batch[0]
+
     def _redraw(self) -> None:
         t = self._current_t()
         v = self._values
-        self.xt_title.setText(f"x<sub>t</sub> at t = {t}  <small>(T = {self.state.timesteps})</small>")
+        self.xt_title.setText(self._title_text(t, self.state.timesteps))
         for key, _, _, _, fmt in READOUTS:
             self.readouts[key].setText(fmt.format(v[key][t]))
-        self.equation.setText(
-            f"x<sub>t</sub> = <b>{v['sqrt_alphas_cumprod'][t]:.3f}</b>·x<sub>0</sub> + "
-            f"<b>{v['sqrt_one_minus_alphas_cumprod'][t]:.3f}</b>·ε"
-        )
-        xt = self.x_t(t)
+        self.equation.setText(self._equation_text(v["sqrt_alphas_cumprod"][t], v["sqrt_one_minus_alphas_cumprod"][t]))
+        xt = self.x_t_batch(t)
         if xt is not None:
-            self.big_view.set_images(xt[None])
+            self.big_view.set_images(xt)
+
+    @staticmethod
+    def _title_text(t: int, T: int) -> str:
+        return f"x<sub>t</sub> at t = {t}  <small>(T = {T})</small>"
+
+    @staticmethod
+    def _equation_text(signal: float, noise: float) -> str:
+        return f"x<sub>t</sub> = <b>{signal:.3f}</b>·x<sub>0</sub> + <b>{noise:.3f}</b>·ε"
 
     def _strip_steps(self) -> list[int]:
         T = self.state.timesteps
@@ -375,10 +428,10 @@ class ForwardPanel(QWidget):
     def _redraw_strip(self) -> None:
         if self._x0 is None:
             return
-        self.x0_view.set_images(self._x0[None])
-        self.eps_view.set_images(self._eps[None])
+        self.x0_view.set_images(self._x0[:1])
+        self.eps_view.set_images(self._eps[:1])
         first = self.strip_cells[0]
-        first.view.set_images(self._x0[None])
+        first.view.set_images(self._x0[:1])
         first.caption.setText("x<sub>0</sub>")
         steps = self._strip_steps()
         for i, cell in enumerate(self.strip_cells[1:]):
@@ -397,33 +450,39 @@ class ForwardPanel(QWidget):
         else:
             self.state.set_t(cell.t)
 
-    def _zoom_xt(self) -> None:
+    def _zoom_xt(self, index: int = 0) -> None:
         t = self._current_t()
         v = self._values
         caption = (
             f"t = {t}: x_t = {v['sqrt_alphas_cumprod'][t]:.3f}·x₀ + {v['sqrt_one_minus_alphas_cumprod'][t]:.3f}·ε"
-            f"   ({self._caption})"
+            f"   ({self._caption if index == 0 else f'image {index + 1}'})"
         )
-        self._open_zoom(self.big_view, f"x_t at t = {t}", caption)
+        self._open_zoom(self.big_view, f"x_t at t = {t}", caption, index)
 
-    def _open_zoom(self, view: ImageGrid, title: str, caption: str) -> None:
-        if view.image_count() == 0:
+    def _open_zoom(self, view: ImageGrid, title: str, caption: str, index: int = 0) -> None:
+        if not 0 <= index < view.image_count():
             return
         if self._zoom is not None:
             self._zoom.close()
-        self._zoom = ZoomDialog(view.image(0), title, caption, self)
+        self._zoom = ZoomDialog(view.image(index), title, caption, self)
         self._zoom.show()  # not modal: the user may keep scrubbing t
 
     # ---- where x₀ comes from -------------------------------------------------------------
     def _set_x0(self, x0: np.ndarray, caption: str) -> None:
+        """Show these images, float (N, C, H, W); the first is the one the equation explains."""
         x0 = np.ascontiguousarray(x0, dtype=np.float32)
-        if self._eps is None or self._eps.shape != x0.shape:
+        if self._eps is None or self._eps.shape[1:] != x0.shape[1:]:
             self._eps = self._draw_noise(x0.shape)
+        elif len(self._eps) != len(x0):
+            # Keep the noise of the images still shown; only new images get new noise.
+            extra = self._draw_noise((max(0, len(x0) - len(self._eps)),) + x0.shape[1:])
+            self._eps = np.concatenate([self._eps[: len(x0)], extra])
         self._x0 = x0
         self._caption = caption
         self.source_label.setText(caption)
         self._redraw()
         self._redraw_strip()
+        self.imagesShown.emit()
 
     def _draw_noise(self, shape) -> np.ndarray:
         return self._rng.standard_normal(shape, dtype=np.float32)
@@ -445,11 +504,24 @@ class ForwardPanel(QWidget):
             self._pool_index = (self._pool_index + int(self._rng.integers(1, n))) % n  # never the same one
         self._show_pool_image()
 
+    def set_image_count(self, n: int) -> None:
+        """Noise `n` dataset images side by side (one of IMAGE_COUNTS)."""
+        n = int(n)
+        if self.count_combo.currentData() != n:
+            self.count_combo.setCurrentIndex(max(0, self.count_combo.findData(n)))  # comes back here
+            return
+        self._count = n
+        self._image_path = None  # like "Another sample", a dataset choice leaves an opened file
+        if self._pool is not None:
+            self._show_pool_image()
+
     def _show_pool_image(self) -> None:
         pool = self._pool
         i = self._pool_index
         label = pool.captions[i]
-        self._set_x0(pool.images[i], f"{pool.title} · {label}" if label else pool.title)
+        n = min(self._count, len(pool.images))
+        pick = [(i + k) % len(pool.images) for k in range(n)]
+        self._set_x0(pool.images[pick], f"{pool.title} · {label}" if label else pool.title)
 
     def _request_pool(self) -> None:
         self._pool = None
@@ -505,7 +577,7 @@ class ForwardPanel(QWidget):
             return False
         finally:
             QApplication.restoreOverrideCursor()
-        self._set_x0(x0, f"{Path(path).name} at {cfg.image_size}×{cfg.image_size} (the training size)")
+        self._set_x0(x0[None], f"{Path(path).name} at {cfg.image_size}×{cfg.image_size} (the training size)")
         return True
 
     # ---- drag and drop ---------------------------------------------------------------------

@@ -26,13 +26,18 @@ def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def to_qimage(image: np.ndarray) -> QImage:
-    """uint8 (H, W, 1|3) -> QImage (a copy, so the array may be freed)."""
-    h, w, c = image.shape
-    if c == 1:
-        return QImage(np.ascontiguousarray(image[:, :, 0]).data, w, h, w, QImage.Format_Grayscale8).copy()
-    rgb = np.ascontiguousarray(image[:, :, :3])
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+def to_rgb32(images: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W, 1|3) -> uint32 (..., H, W) pixels 0xFFRRGGBB, QImage's Format_RGB32.
+
+    RGB32 is the format the window itself is painted in: Qt draws it scaled without a
+    conversion per image per paint, four times faster than greyscale or RGB888 images.
+    """
+    a = images.astype(np.uint32)
+    if a.shape[-1] == 1:
+        pixels = a[..., 0] * np.uint32(0x010101)
+    else:
+        pixels = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+    return pixels | np.uint32(0xFF000000)
 
 
 class ImageGrid(QWidget):
@@ -56,7 +61,11 @@ class ImageGrid(QWidget):
         if images is None or len(images) == 0:
             self._images = []
         else:
-            self._images = [to_qimage(im) for im in to_uint8_nhwc(images)]
+            # One conversion for the whole batch, then a QImage per image: a copy, as a
+            # zoom window may keep one after the array is gone.
+            pixels = np.ascontiguousarray(to_rgb32(to_uint8_nhwc(images)))
+            n, h, w = pixels.shape
+            self._images = [QImage(p.data, w, h, 4 * w, QImage.Format_RGB32).copy() for p in pixels]
         self.update()
 
     def set_placeholder(self, text: str) -> None:

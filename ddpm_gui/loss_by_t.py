@@ -9,12 +9,14 @@ is tiny and hard to see) stays worst the longest.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from ddpm_gui.plot_style import BAR_COLOUR, apply_palette
+from ddpm_gui.plot_style import BAR_COLOUR, MajorGrid, apply_palette
 from ddpm_gui.redraw import RedrawTimer
 
 
@@ -52,6 +54,26 @@ class TimestepLossStats:
         return (self.edges[:-1] + self.edges[1:]) / 2 - 0.5  # in index units, 0..T−1
 
 
+# Bar tops round up to one of these times a power of ten.
+_ROUND_TOPS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def bar_axis_top(highest: float, current: float | None) -> float:
+    """The top of the loss axis for bars up to `highest`.
+
+    The current top is kept while the bars fit and reach at least half of it: a new range
+    re-lays out the axis and its grid, which made every redraw several times slower. Else
+    the first round number at least 10 % above the highest bar.
+    """
+    if not math.isfinite(highest) or highest <= 0:
+        return current or 1.0
+    if current is not None and 0.5 * current <= highest <= current:
+        return current
+    target = highest * 1.1
+    power = 10.0 ** math.floor(math.log10(target))
+    return next(k * power for k in _ROUND_TOPS if k * power >= target)
+
+
 class LossByTimestepPlot(QWidget):
     """Bars of `TimestepLossStats.means()` over t, redrawn at most 20 times a second."""
 
@@ -64,8 +86,9 @@ class LossByTimestepPlot(QWidget):
         item.setTitle("Loss by timestep (recent)")
         item.setLabel("bottom", "timestep t")
         item.setLabel("left", "mean loss")
-        item.showGrid(x=False, y=True, alpha=0.2)
+        item.addItem(MajorGrid(item, x=False), ignoreBounds=True)  # cheaper than showGrid: see MajorGrid
         item.setMouseEnabled(x=False, y=False)
+        self.plot.setAntialiasing(False)  # crisp bar edges, and filling them is cheaper
         self.bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(BAR_COLOUR), pen=pg.mkPen(None))
         item.addItem(self.bars)
         self.setToolTip(
@@ -86,7 +109,8 @@ class LossByTimestepPlot(QWidget):
         self.stats = TimestepLossStats(timesteps, self.max_bins, half_life_steps=half_life)
         item = self.plot.getPlotItem()
         item.setXRange(-0.5, timesteps - 0.5, padding=0.02)
-        item.setYRange(0, 1)  # until there are bars; losses are never negative
+        self._top = None  # the loss axis' top (bar_axis_top); losses are never negative
+        item.setYRange(0, 1, padding=0)  # until there are bars
         self._redraw.request()
 
     def add(self, t, losses, steps: int = 1) -> None:
@@ -102,7 +126,10 @@ class LossByTimestepPlot(QWidget):
         width = s.timesteps / s.bins
         self.bars.setOpts(x=s.centres(), height=np.nan_to_num(means, nan=0.0), width=0.9 * width)
         if np.isfinite(means).any():
-            self.plot.getPlotItem().enableAutoRange(y=True)
+            top = bar_axis_top(float(np.nanmax(means)), self._top)
+            if top != self._top:
+                self._top = top
+                self.plot.getPlotItem().setYRange(0, top, padding=0.02)
 
     def changeEvent(self, event) -> None:
         if event.type() == QEvent.PaletteChange:

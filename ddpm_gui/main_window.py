@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QPalette
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from ddpm_gui import selftest
 from ddpm_gui.engine_loader import EngineLoader, describe_compute_device, import_optional
 from ddpm_gui.help_text import APP_NAME, about_html, how_to_start_html
+from ddpm_gui.redraw import QuietTabWidget
 
 if TYPE_CHECKING:  # importing these at run time pulls in torch: see load_engine
     from ddpm_gui.state import AppState
@@ -32,6 +34,11 @@ ACTIONS = {
         "Open &checkpoint…",
         "Ctrl+Shift+O",
         "Load a trained model: to sample from it (Denoising), or to continue training it when the Training tab is open",
+    ),
+    "recover_autosave": (
+        "&Recover autosave…",
+        "",
+        "Open a checkpoint saved automatically during training (after a crash) to continue it",
     ),
     "save_checkpoint": (
         "&Save checkpoint…",
@@ -48,7 +55,7 @@ ACTIONS = {
     "how_to_start": ("&How to start", "F1", "A short guide to the four tabs"),
     "about": ("&About DDPM Studio", "", "Version, papers and credits"),
 }
-TRAINING_ACTIONS = ("start", "pause", "resume", "stop", "save_checkpoint")
+TRAINING_ACTIONS = ("start", "pause", "resume", "stop", "save_checkpoint", "recover_autosave")
 VIEWER_ACTIONS = ("export_gif", "export_png")
 
 
@@ -80,7 +87,7 @@ class MainWindow(QMainWindow):
         self._closed = False
 
         self.setWindowTitle(APP_NAME)
-        self.tabs = QTabWidget(self)
+        self.tabs = QuietTabWidget(self)  # a page's relayout does not repaint every tab widget
         self.tabs.setDocumentMode(True)
         for title in TAB_TITLES:
             page = QWidget(self.tabs)
@@ -99,6 +106,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._enable_panel_actions()
         self._restore_window()
+        selftest.install_if_requested(self)  # DDPM_STUDIO_SELFTEST: automated end-to-end checks
         if state is not None:
             self.build_panels(state)
 
@@ -119,6 +127,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self._action("open_image", self.open_image))
         file_menu.addAction(self._action("open_checkpoint", self.open_checkpoint))
+        file_menu.addAction(self._action("recover_autosave", self.recover_autosave))
         file_menu.addAction(self._action("save_checkpoint", self.save_checkpoint))
         file_menu.addSeparator()
         file_menu.addAction(self._action("export_gif", self.export_gif))
@@ -157,6 +166,7 @@ class MainWindow(QMainWindow):
         running = self._training_query("is_running")
         paused = running and self._training_query("is_paused")
         self.actions["save_checkpoint"].setEnabled(self.training is not None)
+        self.actions["recover_autosave"].setEnabled(self.training is not None and not running)
         self.actions["start"].setEnabled(self.training is not None and not running)
         self.actions["pause"].setEnabled(running and not paused)
         self.actions["resume"].setEnabled(paused)
@@ -176,7 +186,7 @@ class MainWindow(QMainWindow):
 
         `before_panels` runs on the GUI thread after the imports, before any panel exists
         (the app configures pyqtgraph there)."""
-        self._loader = EngineLoader(self)
+        self._loader = loader = EngineLoader(self)
 
         def done(error: str, device: str) -> None:
             if self._closed:
@@ -191,9 +201,12 @@ class MainWindow(QMainWindow):
             from ddpm_gui.state import AppState
 
             self.build_panels(AppState(self), device)
+            # The loader's last task, importing ahead for training, would compete for the
+            # GIL with the first image being made and drawn: it waits for that image.
+            self.forward.imagesShown.connect(loader.allow_warm_up)
 
-        self._loader.finished.connect(done)
-        self._loader.start()
+        loader.finished.connect(done)
+        loader.start()
 
     def build_panels(self, state: "AppState", device: Optional[str] = None) -> None:
         """Fill the four tabs (imports torch if `load_engine` has not already)."""
@@ -268,6 +281,11 @@ class MainWindow(QMainWindow):
         elif self.viewer is not None:
             self.tabs.setCurrentIndex(DENOISING)
             self.viewer.open_checkpoint()
+
+    def recover_autosave(self) -> None:
+        if self.training is not None:
+            self.tabs.setCurrentIndex(TRAINING)
+            self.training.recover_autosave()
 
     def save_checkpoint(self) -> None:
         if self.training is not None:
@@ -385,6 +403,13 @@ class MainWindow(QMainWindow):
 
     # ---- closing ------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        """Closing stops every worker thread and joins it before the window goes.
+
+        Training first: with unsaved progress it asks Save / Discard / Cancel (Cancel, or a
+        save that failed, keeps the window open and training going); it stops within one
+        step, and a checkpoint load or save in flight is waited for. Then sampling and the
+        other panels' threads. So exec() returns with no thread left running.
+        """
         if self._closed:
             event.accept()
             return

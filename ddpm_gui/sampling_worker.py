@@ -4,16 +4,24 @@ Each `SampleStep` becomes one frame: x_t (the step's input) and x̂_0 (the model
 the clean image), converted to uint8 (N, H, W, C) right here, so only small CPU copies
 cross to the GUI (a 28×28 grid of 16 is 12 KB per image stack). Frames are sent in
 batches at most ~20 times a second; the final sample x_0 comes last in `completed`.
+
+The network runs in the precision the model was trained with (`train.precision`: "auto"
+is bf16 where the hardware is fast at it). A batch of images too large for the GPU ends
+with the engine's `OutOfMemory` message (cached memory given back first), so the app goes
+on and the person knows to sample fewer images.
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PySide6.QtCore import Signal
 
+from ddpm_core.device import free_cached_memory, is_out_of_memory, out_of_memory_message
+from ddpm_core.errors import OutOfMemory
 from ddpm_core.export import to_uint8
 from ddpm_core.samplers import sample_loop
 from ddpm_gui.workers import LoopWorker, RateLimit
@@ -30,6 +38,7 @@ class SampleRequest:
     steps: int = 50  # DDIM only
     eta: float = 0.0  # DDIM only
     seed: int = 0
+    precision: str = "auto"  # the run's train.precision: "auto", "fp32" or "bf16"
 
 
 class SamplingWorker(LoopWorker):
@@ -43,6 +52,20 @@ class SamplingWorker(LoopWorker):
         self._report_interval = report_interval
 
     def work(self) -> None:
+        device = next(self.job.model.parameters()).device
+        try:
+            self._sample()
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            # The traceback holds the failed step's frames and their tensors: drop those
+            # first, or the cache cannot be given back.
+            traceback.clear_frames(e.__traceback__)
+            free_cached_memory(device)
+            message = out_of_memory_message(device, self.job.count, "sampling")
+            raise OutOfMemory(f"{message} (here the batch size is the number of images)") from None
+
+    def _sample(self) -> None:
         r = self.job
         # A CPU generator gives the same noise for the same seed on any device.
         generator = torch.Generator(device="cpu").manual_seed(int(r.seed))
@@ -55,6 +78,7 @@ class SamplingWorker(LoopWorker):
             steps=r.steps if r.sampler == "ddim" else None,
             eta=r.eta,
             generator=generator,
+            precision=r.precision,
         )
         pending: list = []
         limit = RateLimit(self._report_interval)

@@ -18,6 +18,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ddpm_core.schedules import BETA_SCHEDULES, NoiseSchedule
+from ddpm_gui.plot_style import MajorGrid
 from ddpm_gui.schedule_controls import ScheduleControls
 from ddpm_gui.state import AppState
 
@@ -88,6 +89,7 @@ class SchedulePanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._values: dict[str, dict[str, np.ndarray]] = {}  # schedule name -> as_numpy()
+        self._cursor_stale = False  # t moved while hidden: the cursor lines catch up when shown
 
         self.compare_box = QCheckBox("Compare schedules", self)
         self.compare_box.setToolTip(
@@ -138,7 +140,8 @@ class SchedulePanel(QWidget):
         for i, (key, title, _) in enumerate(QUANTITIES):
             vb = CursorViewBox()
             plot = self.graphics.addPlot(row=i // PLOT_COLUMNS, col=i % PLOT_COLUMNS, viewBox=vb, title=title)
-            plot.showGrid(x=True, y=True, alpha=0.2)
+            # Not showGrid: the axes' grid made each repaint several ms, per plot (see MajorGrid).
+            plot.addItem(MajorGrid(plot), ignoreBounds=True)
             plot.setLabel("bottom", "t")
             plot.hideButtons()  # the "A" auto-range button: ranges are always automatic here
             if first is None:
@@ -205,8 +208,18 @@ class SchedulePanel(QWidget):
             plot.setXRange(0, self.state.timesteps - 1, padding=0.02)
 
     def _move_cursor(self, t: int) -> None:
+        # While another tab is shown, moving six plot items at every step of a slider drag
+        # is work on the scrubbing path that nobody sees: showEvent catches up instead.
+        self._cursor_stale = not self.isVisible()
+        if self._cursor_stale:
+            return
         for line in self.cursor_lines:
             line.setValue(t)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._cursor_stale:
+            self._move_cursor(self.state.t)
 
     def _on_cursor_requested(self, x: float) -> None:
         self.state.set_t(int(round(x)))  # the state clamps to 0..T-1
@@ -246,6 +259,9 @@ class SchedulePanel(QWidget):
                 axis = plot.getAxis(side)
                 axis.setPen(text)
                 axis.setTextPen(text)
+            for child in plot.items:
+                if isinstance(child, MajorGrid):
+                    child.set_colour(text)
             plot.titleLabel.setText(plot.titleLabel.text, color=text)
         self.legend.setLabelTextColor(text)
         backdrop = pal.color(QPalette.Base)

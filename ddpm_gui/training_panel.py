@@ -6,14 +6,22 @@ what the worker reports: the loss curve, loss by timestep, step / epoch / images
 of the EMA model to `state.model`, which the Denoising tab samples from.
 
 Checkpoints: Save writes the trainer's full state (between two steps when a run is live);
-Open reads a checkpoint and switches the panel to "continue" mode, in which Start resumes
-that run with `Trainer.from_checkpoint`, possibly with more steps or another learning rate.
+Open (or a file dropped on the tab) reads a checkpoint and switches the panel to "continue"
+mode, in which Start resumes that run with `Trainer.from_checkpoint`, possibly with more
+steps or another learning rate. A live run also autosaves every few minutes (see
+`autosave_files`), and File → "Recover autosave…" opens one after a crash.
+
+When training ends with an error the panel says why and what to try: a NaN loss (the run's
+weights are then never saved, so earlier files stay as they were), or a batch too large
+for the GPU (with a button that sets the suggested batch size).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+import time
+from pathlib import Path
+from typing import Callable, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -32,15 +40,17 @@ from PySide6.QtWidgets import (
 
 from ddpm_core.checkpoint import CHECKPOINT_SUFFIX, load_checkpoint
 from ddpm_core.config import RunConfig
-from ddpm_core.errors import CheckpointError, DDPMError
+from ddpm_core.errors import CheckpointError, OutOfMemory
 from ddpm_core.training import Trainer
+from ddpm_gui import autosave_files
+from ddpm_gui.file_drop import dropped_file
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.loss_by_t import LossByTimestepPlot
 from ddpm_gui.loss_plot import LossPlot
 from ddpm_gui.state import AppState
 from ddpm_gui.training_form import TrainingForm
-from ddpm_gui.training_worker import TrainingWorker
-from ddpm_gui.workers import TaskWorker, describe_error
+from ddpm_gui.training_worker import SaveResult, TrainingWorker
+from ddpm_gui.workers import TaskWorker
 
 STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; never abandon it
 
@@ -59,6 +69,7 @@ class TrainingPanel(QWidget):
     pausedChanged = Signal(bool)  # the worker has actually paused (True) or resumed (False)
     checkpointSaved = Signal(str)
     checkpointOpened = Signal(str)
+    autosaved = Signal(str, int)  # the run's autosave file was written: path, step
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -72,11 +83,20 @@ class TrainingPanel(QWidget):
         self._continue = None  # (Checkpoint, RunConfig) while continuing an opened checkpoint
         self._step = 0  # the latest step reported
         self._saved_step = 0  # the step the last save (or the opened checkpoint) holds
+        self._discarded_step = 0  # progress up to here was let go of on purpose (closing without saving)
         self._last_path = ""
         self._paused = False
         self._preview_step = 0
+        self._run_batch_size = 0  # the live run's batch size, for an out-of-memory suggestion
         self._zoom: Optional[ZoomDialog] = None
+        # Autosave: the folder (None: autosave_files.autosave_folder()) and the clock the
+        # worker's AutosaveClock reads; tests point both elsewhere.
+        self.autosave_dir: Optional[Path] = None
+        self.autosave_clock: Callable[[], float] = time.monotonic
+        self._autosave_path: Optional[Path] = None  # the live run's autosave file
+        self._autosaved: Optional[tuple[str, int]] = None  # (path, step) of its last autosave
         self._build()
+        self.setAcceptDrops(True)  # a checkpoint dropped on the tab opens to continue training
         self.form.changed.connect(self._update_controls)
         self._update_controls()
 
@@ -100,6 +120,11 @@ class TrainingPanel(QWidget):
         self.hint.setWordWrap(True)
         self.hint.setObjectName("validationHint")
         self.hint.setStyleSheet("color: #d9363e;")
+        # Shown after running out of memory: one click sets the batch size the message suggests.
+        self.suggestion_button = QPushButton("")
+        self.suggestion_button.setVisible(False)
+        self.suggestion_button.clicked.connect(self._apply_suggestion)
+        self._suggested_batch: Optional[int] = None
 
         self.save_button = QPushButton("Save checkpoint…")
         self.save_button.setToolTip("Save weights, EMA weights, optimizer and RNG state: training can continue exactly from it.")
@@ -112,6 +137,9 @@ class TrainingPanel(QWidget):
         self.new_run_button = QPushButton("New run instead")
         self.new_run_button.setToolTip("Forget the opened checkpoint: Start begins a new model from scratch.")
         self.new_run_button.clicked.connect(self.leave_continue_mode)
+        self.autosave_label = QLabel("")
+        self.autosave_label.setWordWrap(True)
+        self.autosave_label.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the path can be copied
 
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
@@ -124,6 +152,7 @@ class TrainingPanel(QWidget):
         ck.addLayout(row)
         ck.addWidget(self.continue_label)
         ck.addWidget(self.new_run_button)
+        ck.addWidget(self.autosave_label)
 
         left = QWidget()
         lv = QVBoxLayout(left)
@@ -140,6 +169,7 @@ class TrainingPanel(QWidget):
         cv.setContentsMargins(0, 0, 0, 0)
         cv.addWidget(scroll, 1)
         cv.addWidget(self.hint)
+        cv.addWidget(self.suggestion_button)
         cv.addLayout(buttons)
 
         # Progress and numbers
@@ -245,14 +275,21 @@ class TrainingPanel(QWidget):
                 return Trainer(cfg, progress=progress)
 
             self._step = self._saved_step = 0
+        self._discarded_step = self._step
+        self._autosave_path = autosave_files.path_for_run(self._autosave_folder())
+        self._autosaved = None
+        self._run_batch_size = 0
+        self._show_suggestion(None)
 
-        worker = TrainingWorker(make)
+        worker = TrainingWorker(make, autosave_path=self._autosave_path, clock=self.autosave_clock)
         worker.loading.connect(self._on_loading)
         worker.ready.connect(self._on_ready)
         worker.progress.connect(self._on_progress)
         worker.preview.connect(self._on_preview)
         worker.snapshot.connect(self._on_snapshot)
         worker.saved.connect(self._on_saved)
+        worker.autosaved.connect(self._on_autosaved)
+        worker.autosaveFailed.connect(self._on_save_failed)
         worker.requestFailed.connect(self._on_save_failed)
         worker.pausedChanged.connect(self._on_paused_changed)
         worker.failed.connect(self._on_failed)
@@ -267,6 +304,11 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("preparing…")
         self.info_label.setText("Preparing the data and the model…")
         worker.start()
+        minutes = cfg.train.autosave_minutes
+        self.autosave_label.setText(
+            f"Autosave every {minutes:g} min to {self._autosave_path.parent}" if minutes > 0 else "Autosave is off."
+        )
+        self.autosave_label.setToolTip(str(self._autosave_path))
         self.state.status.emit("Training: preparing data and model…")
         self._update_controls()
         self.runningChanged.emit(True)
@@ -297,33 +339,47 @@ class TrainingPanel(QWidget):
         if self._worker is None and self._trainer is None:
             self.state.status.emit("Nothing to save yet: train a model first.")
             return False
+        if self._diverged():
+            self.state.errorOccurred.emit(
+                "nothing to save: this run diverged (NaN loss), so its weights are broken; "
+                "the checkpoints saved before are kept — start again with a lower learning rate"
+            )
+            return False
         if path is None:
             path = self.choose_save_path()
             if not path:
                 return False
         path = str(path)
-        if self._worker is not None and self._worker.request_save(path):
+        if self._worker is not None and self._worker.request_save(path) is not None:
             self.state.status.emit(f"Saving checkpoint after the current step: {path}")
             return True
-        trainer = self._trainer or (self._worker.trainer if self._worker is not None else None)
-        if trainer is None:
+        if self._trainer is None:
             self.state.status.emit("Nothing to save yet: the run has not started training.")
             return False
+        self._start_save_task(path)
+        return True
+
+    def _start_save_task(self, path: str) -> TaskWorker:
+        """Save the ended run's trainer on a task thread (`checkpointSaved` or an error)."""
+        trainer = self._trainer
         step = int(trainer.step)
         task = TaskWorker(lambda: (str(trainer.save(path)), step), name="save-checkpoint")
         task.succeeded.connect(self._on_saved_task)
         task.failed.connect(self._on_save_failed)
         self._run_task(task)
-        return True
+        return task
 
-    def open_checkpoint(self, path: Optional[str] = None) -> bool:
-        """Read a checkpoint (off the GUI thread) and set up to continue training it."""
+    def open_checkpoint(self, path: Optional[str] = None, start_in: Optional[str] = None) -> bool:
+        """Read a checkpoint (off the GUI thread) and set up to continue training it.
+
+        Any file may be given: one that is not a checkpoint is reported in one line
+        (`state.errorOccurred`) and the panel stays as it was."""
         if self._worker is not None:
             self.state.status.emit("Stop training before opening a checkpoint.")
             return False
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
-                self, "Open checkpoint to continue training", self._last_path,
+                self, "Open checkpoint to continue training", start_in or self._last_path,
                 f"DDPM Studio checkpoints (*{CHECKPOINT_SUFFIX});;All files (*)",
             )
             if not path:
@@ -347,6 +403,13 @@ class TrainingPanel(QWidget):
         self._run_task(task)
         return True
 
+    def recover_autosave(self) -> bool:
+        """Choose an autosave (the file dialog opens in the autosave folder) to continue it."""
+        return self.open_checkpoint(start_in=str(self._autosave_folder()))
+
+    def _autosave_folder(self) -> Path:
+        return Path(self.autosave_dir) if self.autosave_dir is not None else autosave_files.autosave_folder()
+
     def leave_continue_mode(self) -> None:
         self._continue = None
         self.form.min_steps = 0
@@ -354,11 +417,28 @@ class TrainingPanel(QWidget):
         self.continue_label.setText("")
         self._update_controls()
 
+    def _live_trainer(self):
+        """The trainer of the run shown: the live one (None while it is being built) or the last."""
+        return self._worker.trainer if self._worker is not None else self._trainer
+
+    def _diverged(self) -> bool:
+        trainer = self._live_trainer()
+        return trainer is not None and bool(trainer.diverged)
+
     def has_unsaved_progress(self) -> bool:
-        return (self._worker is not None or self._trainer is not None) and self._step > self._saved_step
+        """Steps trained since the last save that are worth keeping (a diverged run's are not)."""
+        if (self._worker is None and self._trainer is None) or self._diverged():
+            return False
+        return self._step > max(self._saved_step, self._discarded_step)
 
     def shutdown(self, ask: bool = True) -> bool:
-        """Stop training (within a step) before the window closes. False: the user cancelled."""
+        """Stop training (within a step) before the window closes; False: keep the window.
+
+        With unsaved progress, asks (when `ask`) Save / Discard / Cancel. Save writes the
+        checkpoint on the worker thread between two steps, then training stops; if that
+        save fails, its message is shown and False keeps the window open to try again.
+        Without asking, unsaved progress is let go of, and not asked about again.
+        """
         save_to = None
         if ask and self.has_unsaved_progress():
             answer = self.ask_save_before_close()
@@ -368,35 +448,48 @@ class TrainingPanel(QWidget):
                 save_to = self.choose_save_path()
                 if not save_to:
                     return False
+        result: Optional[SaveResult] = None
         if self._worker is not None:
             worker = self._worker
+            if save_to:
+                result = worker.request_save(save_to)  # served before the loop ends
             worker.stop_and_wait(STOP_TIMEOUT_S) or worker.wait(None)
             self._worker_ended(worker, retire=True)
         for task in list(self._tasks):
             task.wait(None)  # kept in _tasks until their `finished` is delivered
-        if save_to:
-            try:
-                self._trainer.save(save_to)
-            except DDPMError as e:
-                self.state.errorOccurred.emit(str(e))
-                return False
-            except Exception as e:  # a bug: say so, but never lose the chance to retry
-                self.state.errorOccurred.emit(describe_error(e))
-                return False
-            self._saved_step = self._step
+        if save_to and result is None:  # no live loop to save from: a task thread does it
+            result = self._save_and_wait(save_to)
+        if not save_to:
+            self._discarded_step = self._step
+            return True
+        # The worker's requestFailed / the task's failed shows the message once the
+        # window is back in its event loop.
+        if result is None or result.error or result.step is None:
+            return False
+        self._saved_step = result.step
         return True
+
+    def _save_and_wait(self, path: str) -> Optional[SaveResult]:
+        """Save the ended run's trainer on a task thread and wait for it (closing only)."""
+        if self._trainer is None:
+            return None
+        step = int(self._trainer.step)
+        task = self._start_save_task(path)
+        task.wait(None)
+        return SaveResult(path, done=True, step=None if task.error else step, error=task.error)
 
     # ---- dialogs (methods, so tests can replace them) --------------------------------
     def ask_save_before_close(self) -> str:
-        """'yes', 'no' or 'cancel'."""
+        """'yes' (Save), 'no' (Discard) or 'cancel' (keep the window, training goes on)."""
         answer = QMessageBox.question(
             self,
             "Save checkpoint?",
-            f"Training has progress that is not saved (step {self._step:,}).\n\nSave a checkpoint before closing?",
-            QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel,
-            QMessageBox.Yes,
+            f"Training has progress that is not saved (step {self._step:,}).\n\n"
+            "Save a checkpoint before closing? Cancel keeps training.",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            QMessageBox.Save,
         )
-        return {QMessageBox.Yes: "yes", QMessageBox.No: "no"}.get(answer, "cancel")
+        return {QMessageBox.Save: "yes", QMessageBox.Discard: "no"}.get(answer, "cancel")
 
     def choose_save_path(self) -> Optional[str]:
         default = self._last_path or os.path.join(os.getcwd(), f"ddpm_step_{self._step}{CHECKPOINT_SUFFIX}")
@@ -433,6 +526,7 @@ class TrainingPanel(QWidget):
         if self._continue is not None:  # the checkpoint is now a live run
             self.leave_continue_mode()
         self._step = info["step"]
+        self._run_batch_size = info["batch_size"]
         self.progress.setRange(0, max(info["total_steps"], 1))
         self.progress.setValue(info["step"])
         self.progress.setFormat("%v / %m steps")
@@ -494,6 +588,12 @@ class TrainingPanel(QWidget):
         self.state.status.emit(f"Saved checkpoint (step {step:,}): {path}")
         self.checkpointSaved.emit(path)
 
+    def _on_autosaved(self, path: str, step: int) -> None:
+        self._autosaved = (path, step)
+        self.autosave_label.setText(f"Autosaved step {step:,} at {time.strftime('%H:%M')}: {path}")
+        self.state.status.emit(f"Autosaved step {step:,} to {path}")
+        self.autosaved.emit(path, step)
+
     def _on_saved_task(self, result) -> None:
         path, step = result
         self._on_saved(path, step)
@@ -523,10 +623,7 @@ class TrainingPanel(QWidget):
         self.loss_plot.flush()
         self.loss_by_t.flush()
         if worker.error:
-            self.info_label.setText(f"Training stopped by an error: {worker.error}")
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setFormat("")
+            self._explain_error(worker)
         elif self._trainer is not None:
             done = self._trainer.step >= self._trainer.total_steps
             verb = "finished" if done else "stopped"
@@ -542,6 +639,45 @@ class TrainingPanel(QWidget):
         self.form.setEnabled(True)
         self._update_controls()
         self.runningChanged.emit(False)
+
+    def _explain_error(self, worker: TrainingWorker) -> None:
+        """The info line after a failed run (the dialog shows the message too), and for an
+        out-of-memory error, the button that sets the batch size the message suggests."""
+        text = f"Training stopped: {worker.error}"
+        if self._diverged() and self._autosaved is not None:
+            path, step = self._autosaved
+            text += f". The autosave of step {step:,} is kept: {path}"
+        self.info_label.setText(text)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        too_big = worker.error_type is not None and issubclass(worker.error_type, OutOfMemory)
+        if too_big and worker.error.startswith("training") and self._run_batch_size > 1:
+            self._show_suggestion(max(1, self._run_batch_size // 2))
+
+    def _show_suggestion(self, batch_size: Optional[int]) -> None:
+        self._suggested_batch = batch_size
+        self.suggestion_button.setVisible(batch_size is not None)
+        if batch_size is not None:
+            self.suggestion_button.setText(f"Use batch size {batch_size}")
+            self.suggestion_button.setToolTip("The last run did not fit in memory: train with smaller batches.")
+
+    def _apply_suggestion(self) -> None:
+        if self._suggested_batch is not None:
+            self.form.batch.setText(str(self._suggested_batch))
+            self.state.status.emit(f"Batch size set to {self._suggested_batch}: press Start to train again")
+        self._show_suggestion(None)
+
+    # ---- drag and drop ----------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if dropped_file(event) and self._worker is None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = dropped_file(event)
+        if path:
+            event.acceptProposedAction()
+            self.open_checkpoint(path)
 
     # ---- checkpoint tasks -----------------------------------------------------------------------
     def _run_task(self, task: TaskWorker) -> None:
@@ -593,7 +729,7 @@ class TrainingPanel(QWidget):
         self.pause_button.setEnabled(running and not self._paused)
         self.resume_button.setEnabled(running and self._paused)
         self.stop_button.setEnabled(running and not (self._worker and self._worker.stopping))
-        self.save_button.setEnabled(running or self._trainer is not None)
+        self.save_button.setEnabled((running or self._trainer is not None) and not self._diverged())
         self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
         self.new_run_button.setVisible(self._continue is not None and not running)
         self.continue_label.setVisible(self._continue is not None)

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from ddpm_core.export import save_png_grid, save_trajectory_gif, trajectory_frame_indices
 from ddpm_core.model_io import load_for_sampling
+from ddpm_gui.file_drop import dropped_file
 from ddpm_gui.gif_dialog import GifOptions, GifOptionsDialog
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.sampling_worker import SampleRequest, SamplingWorker
@@ -67,6 +68,7 @@ class ViewerPanel(QWidget):
         self._play_timer = QTimer(self)
         self._play_timer.timeout.connect(self._play_tick)
         self._build()
+        self.setAcceptDrops(True)  # a checkpoint dropped on the tab opens to sample from
         state.modelChanged.connect(self._on_state_model)
         if state.model is not None:
             self._use(state.model, from_checkpoint=False)
@@ -219,7 +221,10 @@ class ViewerPanel(QWidget):
         self.sourceChanged.emit(snapshot.source)
 
     def open_checkpoint(self, path: Optional[str] = None) -> bool:
-        """Load a checkpoint for sampling, off the GUI thread; `sourceChanged` when ready."""
+        """Load a checkpoint for sampling, off the GUI thread; `sourceChanged` when ready.
+
+        Any file may be given: one that is not a checkpoint is reported in one line
+        (`state.errorOccurred`) and the current model stays."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
                 self, "Open checkpoint to sample from", "",
@@ -246,6 +251,16 @@ class ViewerPanel(QWidget):
         self.state.status.emit(f"Opening {path}…")
         self._run_task(task)
         return True
+
+    def dragEnterEvent(self, event) -> None:
+        if dropped_file(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = dropped_file(event)
+        if path:
+            event.acceptProposedAction()
+            self.open_checkpoint(path)
 
     def _on_checkpoint_loaded(self, snapshot: ModelSnapshot) -> None:
         self._use(snapshot, from_checkpoint=True)
@@ -276,6 +291,7 @@ class ViewerPanel(QWidget):
             steps=min(self.steps.value(), T),
             eta=self.eta.value(),
             seed=self.seed.value(),
+            precision=cfg.train.precision,
         )
         worker = SamplingWorker(request)
         worker.begun.connect(self._on_begun)

@@ -10,6 +10,11 @@ never live tensors; loops coalesce them with `RateLimit` so the GUI sees at most
 worth of updates. Any exception ends the worker with `failed(one line)`: a `DDPMError`'s
 message as it is, anything else as "Type: message" with the traceback on stderr.
 
+Every worker error (a failed worker, a failed request) is also written to a process-wide
+list, `take_errors()`: the GUI tests fail any test during which a worker hit a bug (an
+exception that is not a DDPMError) that the test did not provoke and take on purpose, so
+an error can never be printed and forgotten.
+
 Every started thread is kept in a registry until it has finished, so no QThread object is
 ever destroyed while running; `live_threads()` lets tests check nothing is left behind,
 and `stop_all()` (also run when the application quits) stops and joins them all.
@@ -23,6 +28,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
@@ -96,16 +102,66 @@ def _join_all_on_quit() -> None:
 # ---- errors ---------------------------------------------------------------------------------
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a person. DDPMError messages are written for people already; anything
-    else is a bug, so its traceback goes to stderr for the report."""
+@dataclass(frozen=True)
+class WorkerError:
+    """One exception a worker caught: which worker, the one line shown, and its type."""
+
+    worker: str
+    message: str
+    error_type: type
+
+    @property
+    def is_bug(self) -> bool:
+        """Not a DDPMError (a message written for people) but an unforeseen exception."""
+        return not issubclass(self.error_type, DDPMError)
+
+
+# Only the tests read this list; in the app the newest few are plenty (and never grow).
+_errors: deque[WorkerError] = deque(maxlen=100)
+_errors_lock = threading.Lock()  # appended to from worker threads
+
+
+def _record_error(worker: str, message: str, error: BaseException) -> None:
+    with _errors_lock:
+        _errors.append(WorkerError(worker, message, type(error)))
+
+
+def take_errors() -> list[WorkerError]:
+    """Every worker error since the last call, oldest first; the list is emptied.
+
+    The app itself shows each error through the worker's signals; this list is for the
+    tests, which fail when an error nobody expected happened.
+    """
+    with _errors_lock:
+        taken = list(_errors)
+        _errors.clear()
+    return taken
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one line for a person: a DDPMError's own message, else "Type: text"."""
     if isinstance(exc, DDPMError):
         return str(exc)
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     text = " ".join(str(exc).split())
     if len(text) > 300:
         text = text[:299] + "…"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person. DDPMError messages are written for people already; anything
+    else is a bug, so its traceback goes to stderr for the report."""
+    if not isinstance(exc, DDPMError):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return one_line(exc)
+
+
+def report_error(worker: str, exc: BaseException) -> str:
+    """describe_error, and the error recorded for `take_errors`: what every worker calls
+    on an exception it catches, before it signals the one line to the GUI."""
+    message = describe_error(exc)
+    _record_error(worker, message, exc)
+    return message
 
 
 class Stopped(Exception):
@@ -148,7 +204,10 @@ class Worker(QObject):
         self.name = name
         self._stop = threading.Event()
         self._thread: Optional[QThread] = None
-        self.error: Optional[str] = None
+        self.error: Optional[str] = None  # the one line of `failed`, once it failed
+        # The exception's class (not the exception: its traceback would keep the failed
+        # step's tensors, maybe a GPU's worth, alive), e.g. to offer a fix for OutOfMemory.
+        self.error_type: Optional[type] = None
 
     # ---- to implement ----
     def work(self) -> None:
@@ -200,7 +259,8 @@ class Worker(QObject):
         except Stopped:
             pass
         except BaseException as e:  # the app goes on whatever the worker hit
-            self.error = describe_error(e)
+            self.error = report_error(self.name, e)
+            self.error_type = type(e)
             self.failed.emit(self.error)
         finally:
             self._release()
@@ -295,7 +355,7 @@ class LoopWorker(Worker):
             try:
                 fn()
             except Exception as e:  # a failed request (a save) must not end the loop
-                self.requestFailed.emit(describe_error(e))
+                self.requestFailed.emit(report_error(f"{self.name} request", e))
 
     def _release(self) -> None:
         # Whatever ended the loop, requests already accepted are still served (a save

@@ -223,7 +223,13 @@ def measure(kind: str, way: str, args) -> dict:
     cmd += ["--train-steps", str(args.train_steps), "--warmup", str(args.warmup), "--sample-steps", str(args.sample_steps)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ)
+    if way == "article":
+        # The notebook runs with OpenMP's default waiting; ddpm_core would set PASSIVE. An
+        # empty value is not a valid policy, so OpenMP keeps its default, and ddpm_core,
+        # seeing the variable set, leaves it alone.
+        env["OMP_WAIT_POLICY"] = env.get("OMP_WAIT_POLICY", "")
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
         sys.exit(f"the {kind}/{way} measurement failed:\n{out.stderr[-3000:]}")
@@ -249,7 +255,7 @@ def main() -> None:
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every variant")
+    p.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every variant (0: none)")
     p.add_argument("--train-steps", type=int, default=6, help="training steps timed per measurement")
     p.add_argument("--warmup", type=int, default=2, help="training steps run before timing")
     p.add_argument("--sample-steps", type=int, default=T, help="reverse steps timed (of 300; each costs the same)")
@@ -285,6 +291,19 @@ def main() -> None:
             shown = res.get("seconds_per_step", res.get("seconds"))
             print(f"  round {r + 1}: {name:5s} {way:7s} {shown:8.3f} s   peak {res['peak_mb']:7.0f} MB", flush=True)
 
+    if results:
+        print_table(results, args)
+    if args.loss_steps:
+        print(f"\nloss over {args.loss_steps} steps from the same initial weights (mean of each fifth):")
+        args.train_steps, args.warmup = args.loss_steps, 0
+        for way in ("article", "ours"):
+            losses = measure("train", way, args)["losses"]
+            k = max(1, len(losses) // 5)
+            fifths = [statistics.mean(losses[i : i + k]) for i in range(0, k * 5, k)]
+            print(f"  {way:8s}" + "  ".join(f"{v:.4f}" for v in fifths), flush=True)
+
+
+def print_table(results: dict, args) -> None:
     def med(name, way, key):
         return statistics.median(x[key] for x in results[(name, way)])
 
@@ -308,15 +327,6 @@ def main() -> None:
         o = med("ddim", "ours", "seconds")
         print(f"{'DDIM 50 vs DDPM 300, img/s':28s}{SAMPLES / base:14.2f}{SAMPLES / o:14.2f}{base / o:8.2f}x{'15x':>9s}")
         print(f"{'  peak memory (MB)':28s}{'':14s}{med('ddim', 'ours', 'peak_mb'):14.0f}")
-
-    if args.loss_steps:
-        print(f"\nloss over {args.loss_steps} steps from the same initial weights (mean of each fifth):")
-        args.train_steps, args.warmup = args.loss_steps, 0
-        for way in ("article", "ours"):
-            losses = measure("train", way, args)["losses"]
-            k = max(1, len(losses) // 5)
-            fifths = [statistics.mean(losses[i : i + k]) for i in range(0, k * 5, k)]
-            print(f"  {way:8s}" + "  ".join(f"{v:.4f}" for v in fifths))
 
 
 if __name__ == "__main__":

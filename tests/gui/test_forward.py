@@ -229,3 +229,56 @@ def test_missing_folder_falls_back_to_shapes(panel, app_state, messages, qtbot, 
     app_state.set_data(DataConfig(dataset="folder", root=str(tmp_path / "nope"), image_size=16))
     qtbot.waitUntil(lambda: any("does not exist" in m for m in messages["status"]), timeout=10_000)
     assert messages["error"] == []
+
+
+# ---- several images at once ---------------------------------------------------------------
+
+
+def test_one_image_by_default_and_sixteen_on_request(panel, qtbot):
+    assert panel.image_count() == 1 and panel.count_combo.currentData() == 1
+    first = panel.x0.copy()
+    panel.count_combo.setCurrentIndex(panel.count_combo.findData(16))
+    assert panel.image_count() == 16 and panel.big_view.image_count() == 16
+    assert panel.x0_batch.shape == (16,) + first.shape
+    assert np.array_equal(panel.x0, first)  # the image explained stays the first one
+    assert len({panel.x0_batch[i].tobytes() for i in range(16)}) > 1  # different dataset images
+
+
+def test_each_image_keeps_its_own_noise_when_the_count_changes(panel):
+    panel.set_image_count(4)
+    noise = panel.noise_batch.copy()
+    assert not np.array_equal(noise[0], noise[1])  # one ε per image
+    panel.set_image_count(16)
+    assert np.array_equal(panel.noise_batch[:4], noise)  # the first four keep theirs
+    panel.set_image_count(1)
+    assert np.array_equal(panel.noise, noise[0])
+
+
+def test_every_image_of_the_grid_is_its_own_x_t(panel, app_state):
+    panel.set_image_count(9)
+    t = 123
+    panel.t_slider.setValue(t)
+    expected = q_sample(
+        app_state.schedule,
+        torch.from_numpy(panel.x0_batch),
+        torch.full((9,), t),
+        noise=torch.from_numpy(panel.noise_batch),
+    ).numpy()
+    np.testing.assert_allclose(panel.x_t_batch(t), expected, atol=1e-6)
+    np.testing.assert_allclose(panel.x_t(t), expected[0], atol=1e-6)
+
+
+def test_an_opened_image_is_shown_alone_until_a_count_is_chosen(panel, tmp_path):
+    panel.set_image_count(4)
+    panel.open_image(write_png(tmp_path / "cat.png"))
+    assert panel.image_count() == 1 and "cat.png" in panel.source_label.text()
+    panel.set_image_count(16)  # a dataset choice: back to the dataset
+    assert panel.image_count() == 16 and "Built-in shapes" in panel.source_label.text()
+
+
+def test_clicking_an_image_of_the_grid_zooms_that_image(panel, qtbot):
+    panel.set_image_count(4)
+    panel._zoom_xt(3)
+    assert panel._zoom is not None and panel._zoom.isVisible()
+    assert "image 4" in panel._zoom.findChildren(type(panel.source_label))[-1].text()
+    panel._zoom.close()

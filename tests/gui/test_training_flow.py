@@ -163,6 +163,7 @@ def test_worker_error_is_reported_and_the_app_goes_on(
         panel.start()
     assert panel.trainer.step == 3
     assert errors == [expected]
+    assert [e.message for e in workers.take_errors()] == [expected]  # provoked here: taken
 
 
 def test_invalid_values_disable_start_with_a_reason(qtbot, panel, tiny_config):

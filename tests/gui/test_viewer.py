@@ -205,3 +205,21 @@ def test_follows_the_training_model_unless_a_checkpoint_was_chosen(qtbot, state,
     v.use_training_model()
     assert "step 11" in v.source_label.text()
     v.shutdown()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_sampling_uses_the_runs_precision(qtbot, viewer, monkeypatch, precision):
+    """The Denoising tab samples in the precision the model was trained with (train.precision)."""
+    from ddpm_gui import sampling_worker
+
+    asked = []
+    real = sampling_worker.sample_loop
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("precision"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling_worker, "sample_loop", spy)
+    viewer._source.config.train.precision = precision
+    sample(qtbot, viewer, count=2, sampler="ddim", steps=2)
+    assert asked == [precision]

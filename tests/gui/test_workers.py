@@ -122,6 +122,8 @@ def test_a_failing_task_reports_one_line_and_the_traceback(qtbot, capsys):
     assert task.wait(10)
     qtbot.waitUntil(lambda: got.items == ["ValueError: bad thing"], timeout=WAIT_MS)
     assert "Traceback" in capsys.readouterr().err
+    taken = workers.take_errors()  # provoked here; left over, it would fail this test
+    assert [(e.worker, e.message, e.is_bug) for e in taken] == [("task", "ValueError: bad thing", True)]
 
 
 def test_a_task_result_comes_back(qtbot):
