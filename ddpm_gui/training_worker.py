@@ -31,6 +31,7 @@ from PySide6.QtCore import Signal
 from ddpm_core.autosave import AutosaveClock
 from ddpm_core.device import describe_device, is_out_of_memory
 from ddpm_core.errors import DDPMError, OutOfMemory, TrainingDiverged
+from ddpm_core.speed import describe_precision
 from ddpm_core.unet import count_parameters
 from ddpm_gui import autosave_files
 from ddpm_gui.state import ModelSnapshot
@@ -152,7 +153,7 @@ class TrainingWorker(LoopWorker):
                 "timesteps": int(trainer.schedule.num_timesteps),
                 "batch_size": int(trainer.batch_size),
                 "parameters": count_parameters(trainer.model),
-                "device": describe_device(trainer.device),
+                "device": f"{describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}",
             }
         )
         self._published_step = -1 if trainer.step == 0 else int(trainer.step)
