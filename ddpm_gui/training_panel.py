@@ -43,7 +43,7 @@ from ddpm_core.config import RunConfig
 from ddpm_core.errors import CheckpointError, OutOfMemory
 from ddpm_core.training import Trainer
 from ddpm_gui import autosave_files
-from ddpm_gui.file_drop import dropped_file
+from ddpm_gui.file_drop import OpensDroppedCheckpoints
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.loss_by_t import LossByTimestepPlot
 from ddpm_gui.loss_plot import LossPlot
@@ -62,7 +62,7 @@ def format_duration(seconds: float) -> str:
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 
 
-class TrainingPanel(QWidget):
+class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     runningChanged = Signal(bool)  # a training thread started (True) or ended (False)
     progressed = Signal(int)  # the latest step shown
     previewShown = Signal(int)  # the step of the preview grid just shown
@@ -668,16 +668,8 @@ class TrainingPanel(QWidget):
             self.state.status.emit(f"Batch size set to {self._suggested_batch}: press Start to train again")
         self._show_suggestion(None)
 
-    # ---- drag and drop ----------------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:
-        if dropped_file(event) and self._worker is None:
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        path = dropped_file(event)
-        if path:
-            event.acceptProposedAction()
-            self.open_checkpoint(path)
+    def accepts_drop(self) -> bool:
+        return self._worker is None  # a checkpoint opens to continue, not during a run
 
     # ---- checkpoint tasks -----------------------------------------------------------------------
     def _run_task(self, task: TaskWorker) -> None:

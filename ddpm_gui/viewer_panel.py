@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from ddpm_core.export import save_png_grid, save_trajectory_gif, trajectory_frame_indices
 from ddpm_core.model_io import load_for_sampling
-from ddpm_gui.file_drop import dropped_file
+from ddpm_gui.file_drop import OpensDroppedCheckpoints
 from ddpm_gui.gif_dialog import GifOptions, GifOptionsDialog
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.sampling_worker import SampleRequest, SamplingWorker
@@ -47,7 +47,7 @@ def _export_scale(columns: int, width: int) -> int:
     return max(1, min(8, EXPORT_WIDTH_PX // max(1, columns * width)))
 
 
-class ViewerPanel(QWidget):
+class ViewerPanel(OpensDroppedCheckpoints, QWidget):
     samplingChanged = Signal(bool)  # a sampling thread started / ended
     sampled = Signal()  # a sampling run completed (all frames and the final x_0)
     frameShown = Signal(int)
@@ -251,16 +251,6 @@ class ViewerPanel(QWidget):
         self.state.status.emit(f"Opening {path}…")
         self._run_task(task)
         return True
-
-    def dragEnterEvent(self, event) -> None:
-        if dropped_file(event):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        path = dropped_file(event)
-        if path:
-            event.acceptProposedAction()
-            self.open_checkpoint(path)
 
     def _on_checkpoint_loaded(self, snapshot: ModelSnapshot) -> None:
         self._use(snapshot, from_checkpoint=True)

@@ -211,6 +211,18 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
+def clocked_training_panel(qtbot, state, fake_clock):
+    """A TrainingPanel whose autosave clock the test moves by hand."""
+    from ddpm_gui.training_panel import TrainingPanel
+
+    p = TrainingPanel(state)
+    qtbot.addWidget(p)
+    p.autosave_clock = fake_clock
+    yield p
+    p.shutdown(ask=False)
+
+
+@pytest.fixture
 def settings_path(tmp_path):
     """QSettings in tmp_path only, also those made with the default constructor."""
     from PySide6.QtCore import QSettings

@@ -15,18 +15,13 @@ from ddpm_core.checkpoint import load_checkpoint
 from ddpm_core.training import Trainer
 from ddpm_gui import autosave_files
 from ddpm_gui.main_window import TRAINING
-from ddpm_gui.training_panel import TrainingPanel
 
 WAIT_MS = 60_000
 
 
 @pytest.fixture
-def panel(qtbot, state, fake_clock):
-    p = TrainingPanel(state)
-    qtbot.addWidget(p)
-    p.autosave_clock = fake_clock
-    yield p
-    p.shutdown(ask=False)
+def panel(clocked_training_panel):
+    return clocked_training_panel
 
 
 def test_autosave_writes_a_checkpoint_that_continues_the_run(

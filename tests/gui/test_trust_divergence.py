@@ -12,7 +12,6 @@ import pytest
 from ddpm_core import training
 from ddpm_core.errors import TrainingDiverged
 from ddpm_gui import workers
-from ddpm_gui.training_panel import TrainingPanel
 
 WAIT_MS = 60_000
 
@@ -39,12 +38,8 @@ def nan_loss(monkeypatch) -> NanLoss:
 
 
 @pytest.fixture
-def panel(qtbot, state, fake_clock):
-    p = TrainingPanel(state)
-    qtbot.addWidget(p)
-    p.autosave_clock = fake_clock
-    yield p
-    p.shutdown(ask=False)
+def panel(clocked_training_panel):
+    return clocked_training_panel
 
 
 def train_save_and_autosave(qtbot, panel, fake_clock, path: Path, make_config) -> Path:
