@@ -122,11 +122,13 @@ def train_article(device, steps: int, warmup: int) -> dict:
     return {"seconds_per_step": statistics.median(times), "losses": losses, "peak_mb": _peak_memory_mb(device)}
 
 
-def train_ours(device, steps: int, warmup: int) -> dict:
+def train_ours(device, steps: int, warmup: int, precision: str = "auto") -> dict:
     from ddpm_core.speed import describe_precision
     from ddpm_core.training import Trainer
 
-    trainer = Trainer(_article_config(), device=device)
+    cfg = _article_config()
+    cfg.train.precision = precision
+    trainer = Trainer(cfg, device=device)
     records, times = [], []
     t0 = time.perf_counter()
     for i, record in zip(range(warmup + steps), trainer.steps()):
@@ -207,7 +209,10 @@ def run_worker(args) -> None:
     device = pick_device(args.device)
     kind, way = args.worker
     if kind == "train":
-        result = (train_article if way == "article" else train_ours)(device, args.train_steps, args.warmup)
+        if way == "article":
+            result = train_article(device, args.train_steps, args.warmup)
+        else:
+            result = train_ours(device, args.train_steps, args.warmup, args.precision)
     elif way == "article":
         result = sample_article(device, args.sample_steps)
     else:
@@ -219,7 +224,7 @@ def run_worker(args) -> None:
 
 
 def measure(kind: str, way: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, way, "--device", args.device]
+    cmd = [sys.executable, __file__, "--worker", kind, way, "--device", args.device, "--precision", args.precision]
     cmd += ["--train-steps", str(args.train_steps), "--warmup", str(args.warmup), "--sample-steps", str(args.sample_steps)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -254,6 +259,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", help="ours: auto (bf16 where fast), fp32 or bf16")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every variant (0: none)")
     p.add_argument("--train-steps", type=int, default=6, help="training steps timed per measurement")
