@@ -145,6 +145,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.elapsed = 0.0
         self.diverged = False  # set when the loss went NaN/inf: the weights are not saved
+        self._divergence = ""  # what to tell the person, once diverged
         self._unchecked: Optional[StepRecord] = None  # a step whose loss is not checked yet
         self._order: Optional[torch.Tensor] = None
 
@@ -168,6 +169,8 @@ class Trainer:
         tc = self.config.train
         self.model.train()
         while self.step < self.total_steps:
+            if self.diverged:  # found by save() between two steps: never train on from NaN
+                raise TrainingDiverged(self._divergence)
             t0 = time.perf_counter()
             with self._out_of_memory_is_reported(self.batch_size, "training"):
                 loss, t, per_sample = self._train_step()
@@ -227,10 +230,11 @@ class Trainer:
         hint = f"lower the learning rate (now {lr:g}, try {lr / 10:g})"
         if self.autocast_dtype is not None:
             hint += " or train in fp32 precision"
-        raise TrainingDiverged(
+        self._divergence = (
             f"training diverged at step {record.step}: the loss became {loss} — {hint}; "
             "checkpoints saved before this step are kept"
         )
+        raise TrainingDiverged(self._divergence)
 
     @contextlib.contextmanager
     def _out_of_memory_is_reported(self, batch_size: int, doing: str):

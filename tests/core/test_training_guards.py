@@ -189,3 +189,5 @@ def test_save_checks_a_loss_not_yet_checked(tmp_path):
     with pytest.raises(TrainingDiverged):
         trainer.save(tmp_path / "good.safetensors")
     assert (tmp_path / "good.safetensors").read_bytes() == good
+    with pytest.raises(TrainingDiverged, match="diverged at step 2"):
+        next(steps)  # the loop does not train on from the NaN that save() found
