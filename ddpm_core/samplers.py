@@ -14,10 +14,11 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import torch
 
 from .config import SAMPLER_NAMES
+from .cuda_graphs import denoiser
 from .diffusion import extract, predict_noise_from_start, predict_start_from_noise
 from .errors import ConfigError
 from .schedules import NoiseSchedule
-from .speed import autocast, autocast_dtype
+from .speed import autocast_dtype
 
 
 @dataclass
@@ -55,12 +56,6 @@ def _start(model, shape, x_T, generator) -> torch.Tensor:
     return _randn(tuple(shape), device, torch.float32, generator)
 
 
-def _eps(model, x: torch.Tensor, t: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
-    """ε_θ(x_t, t) in fp32, the network run under autocast when `dtype` is bf16."""
-    with autocast(x.device, dtype):
-        return model(x, t).float()
-
-
 class PStep(NamedTuple):
     """One reverse step's results: the mean of p_θ(x_{t-1} | x_t) and a draw from it."""
 
@@ -87,8 +82,13 @@ def p_sample(
     mean taken from the posterior q(x_{t-1} | x_t, x̂_0) (eq. 7; equal to eq. 11 unclamped).
     precision: 'fp32', 'bf16' or 'auto' for the network only; the update is always fp32.
     """
+    eps_fn = denoiser(model, x, autocast_dtype(precision, x.device), graphs=False)
+    return _p_step(eps_fn, schedule, x, i, generator, clip_denoised)
+
+
+def _p_step(eps_fn, schedule, x, i, generator, clip_denoised) -> PStep:
     t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-    eps = _eps(model, x, t, autocast_dtype(precision, x.device))
+    eps = eps_fn(x, t)
     x0 = predict_start_from_noise(schedule, x, t, eps)
     if clip_denoised:
         x0 = x0.clamp(-1.0, 1.0)
@@ -116,13 +116,17 @@ def ddpm_sample_loop(
     generator: Optional[torch.Generator] = None,
     clip_denoised: bool = False,
     precision: str = "fp32",
+    cuda_graphs: bool = True,
 ) -> Iterator[SampleStep]:
-    """Ancestral sampling (Algorithm 2): `p_sample` for t = T … 1, from x_T ~ N(0, I)."""
+    """Ancestral sampling (Algorithm 2): `p_sample` for t = T … 1, from x_T ~ N(0, I).
+
+    cuda_graphs: on a GPU, replay the network as one recorded graph (cuda_graphs.py).
+    """
     x = _start(model, shape, x_T, generator)
-    autocast_dtype(precision, x.device)  # a bad setting fails before the first step
+    eps_fn = denoiser(model, x, autocast_dtype(precision, x.device), graphs=cuda_graphs)
     T = schedule.num_timesteps
     for index, i in enumerate(reversed(range(T))):
-        step = p_sample(model, schedule, x, i, generator, clip_denoised, precision)
+        step = _p_step(eps_fn, schedule, x, i, generator, clip_denoised)
         yield SampleStep(index, T, i, x, step.eps_pred, step.x0_pred, step.x_prev)
         x = step.x_prev
 
@@ -147,6 +151,7 @@ def ddim_sample_loop(
     generator: Optional[torch.Generator] = None,
     clip_denoised: bool = True,
     precision: str = "fp32",
+    cuda_graphs: bool = True,
 ) -> Iterator[SampleStep]:
     """DDIM (Song et al. 2021, eq. 12) over `steps` of the T timesteps; η = 0 is deterministic.
 
@@ -160,12 +165,13 @@ def ddim_sample_loop(
     x = _start(model, shape, x_T, generator)
     dtype = autocast_dtype(precision, x.device)
     taus = ddim_timesteps(schedule.num_timesteps, steps)
+    eps_fn = denoiser(model, x, dtype, graphs=cuda_graphs)
     a_bar = schedule.alphas_cumprod
     one = torch.ones((), device=a_bar.device)
     b = x.shape[0]
     for index, i in enumerate(taus):
         t = torch.full((b,), i, device=x.device, dtype=torch.long)
-        eps = _eps(model, x, t, dtype)
+        eps = eps_fn(x, t)
         x0 = predict_start_from_noise(schedule, x, t, eps)
         if clip_denoised:
             x0 = x0.clamp(-1.0, 1.0)
@@ -191,18 +197,19 @@ def sample_loop(
     x_T: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     precision: str = "fp32",
+    cuda_graphs: bool = True,
 ) -> Iterator[SampleStep]:
     """Pick a sampler by name: 'ddpm' (all T steps) or 'ddim' (`steps` steps, default 50).
 
     precision: 'fp32', 'bf16' or 'auto' (bf16 where the hardware is fast at it).
+    cuda_graphs: on a GPU, replay the network as one recorded graph per step.
     """
+    common = dict(x_T=x_T, generator=generator, precision=precision, cuda_graphs=cuda_graphs)
     if sampler == "ddpm":
-        return ddpm_sample_loop(model, schedule, shape, x_T=x_T, generator=generator, precision=precision)
+        return ddpm_sample_loop(model, schedule, shape, **common)
     if sampler == "ddim":
         steps = steps or min(50, schedule.num_timesteps)
-        return ddim_sample_loop(
-            model, schedule, shape, steps=steps, eta=eta, x_T=x_T, generator=generator, precision=precision
-        )
+        return ddim_sample_loop(model, schedule, shape, steps=steps, eta=eta, **common)
     raise ConfigError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}")
 
 

@@ -9,7 +9,8 @@ every switch against the plain fp32 path within a stated tolerance.
 - glibc's allocator: by default it hands large freed blocks (every activation of a
   training step) back to the OS and page-faults them in again on the next step. Raising
   its mmap and trim thresholds keeps them in the process (peak memory is unchanged).
-- CUDA: TF32 matmuls, cuDNN autotuning, fused Adam, channels_last.
+- CUDA: TF32 matmuls, cuDNN autotuning, fused Adam, channels_last, and CUDA graphs
+  (`cuda_graphs.py`).
 """
 
 from __future__ import annotations
@@ -87,11 +88,14 @@ def describe_precision(dtype: Optional[torch.dtype]) -> str:
     return "bf16 autocast" if dtype == torch.bfloat16 else "fp32"
 
 
-def autocast(device: torch.device | str, dtype: Optional[torch.dtype]):
-    """A context that runs the model in `dtype` (None: plain fp32, no autocast)."""
+def autocast(device: torch.device | str, dtype: Optional[torch.dtype], cache: bool = True):
+    """A context that runs the model in `dtype` (None: plain fp32, no autocast).
+
+    cache=False: weights are cast again at every use (needed while a CUDA graph records).
+    """
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype, cache_enabled=cache)
 
 
 def configure_backend(device: torch.device | str) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .cuda_graphs import graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
 from .device import free_cached_memory, is_out_of_memory, out_of_memory_message, pick_device
 from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
@@ -105,7 +106,10 @@ class Trainer:
         images: Optional[ImageSet] = None,
         device: Optional[torch.device | str] = None,
         progress: Optional[Callable] = None,
+        cuda_graphs: bool = True,
     ):
+        """cuda_graphs: on a GPU, replay the network's forward and backward as recorded
+        graphs (cuda_graphs.py); the same math, without a launch per kernel."""
         self.config = config.validate()
         self.device = torch.device(device) if device is not None else pick_device(config.train.device)
         tc = config.train
@@ -148,6 +152,8 @@ class Trainer:
         self._divergence = ""  # what to tell the person, once diverged
         self._unchecked: Optional[StepRecord] = None  # a step whose loss is not checked yet
         self._order: Optional[torch.Tensor] = None
+        self.cuda_graphs = cuda_graphs
+        self._network: Optional[torch.nn.Module] = None  # what training calls: the model, or its graph
 
     # ---- the loop -------------------------------------------------------------------
     @property
@@ -205,16 +211,22 @@ class Trainer:
         b = x_start.shape[0]
         # Algorithm 1, line 3: t ~ Uniform({1, ..., T}) (indices 0..T-1 here).
         t = torch.randint(0, self.schedule.num_timesteps, (b,), device=self.device, generator=self.generator)
+        network = self._training_network(x_start, t)
         with autocast(self.device, self.autocast_dtype):
-            loss, per_sample = p_losses(
-                self.model, self.schedule, x_start, t, loss_type=tc.loss, generator=self.generator
-            )
+            loss, per_sample = p_losses(network, self.schedule, x_start, t, loss_type=tc.loss, generator=self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()
         return loss, t, per_sample
+
+    def _training_network(self, x: torch.Tensor, t: torch.Tensor) -> torch.nn.Module:
+        # Recorded at the first step, once the weights are loaded; every batch has this shape.
+        if self._network is None:
+            graphed = graph_training_network(self.model, x, t, self.autocast_dtype) if self.cuda_graphs else None
+            self._network = graphed if graphed is not None else self.model
+        return self._network
 
     def _check_unchecked(self) -> None:
         record, self._unchecked = self._unchecked, None

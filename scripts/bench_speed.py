@@ -100,10 +100,11 @@ def train_article(device, steps: int, warmup: int) -> dict:
     model = build_unet(cfg.model).to(device)
     schedule = NoiseSchedule.from_name("linear", T).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses, times = [], []
+    losses = []
     batches = iter(loader)
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        if i == warmup:
+            t0 = time.perf_counter()
         try:
             batch = next(batches)
         except StopIteration:
@@ -116,29 +117,28 @@ def train_article(device, steps: int, warmup: int) -> dict:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())  # the notebook prints loss.item() every 100 steps; a sync either way
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return {"seconds_per_step": statistics.median(times), "losses": losses, "peak_mb": _peak_memory_mb(device)}
+    _sync(device)
+    seconds = (time.perf_counter() - t0) / steps
+    return {"seconds_per_step": seconds, "losses": losses, "peak_mb": _peak_memory_mb(device)}
 
 
-def train_ours(device, steps: int, warmup: int, precision: str = "auto") -> dict:
+def train_ours(device, steps: int, warmup: int, precision: str = "auto", graphs: bool = True) -> dict:
     from ddpm_core.speed import describe_precision
     from ddpm_core.training import Trainer
 
     cfg = _article_config()
     cfg.train.precision = precision
-    trainer = Trainer(cfg, device=device)
-    records, times = [], []
+    trainer = Trainer(cfg, device=device, cuda_graphs=graphs)
+    loop = trainer.steps()
+    records = [next(loop) for _ in range(warmup)]
+    # No host sync per step (the trainer never waits for the device): time the steps together.
+    _sync(device)
     t0 = time.perf_counter()
-    for i, record in zip(range(warmup + steps), trainer.steps()):
-        records.append(record)
-        if i >= warmup:
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+    records += [next(loop) for _ in range(steps)]
+    _sync(device)
+    seconds = (time.perf_counter() - t0) / steps
     return {
-        "seconds_per_step": statistics.median(times),
+        "seconds_per_step": seconds,
         "losses": [r.loss for r in records],
         "peak_mb": _peak_memory_mb(device),
         "precision": describe_precision(trainer.autocast_dtype),
@@ -170,7 +170,7 @@ def sample_article(device, timed_steps: int) -> dict:
     return {"seconds": seconds, "peak_mb": _peak_memory_mb(device)}
 
 
-def sample_ours(device, sampler: str, timed_steps: int) -> dict:
+def sample_ours(device, sampler: str, timed_steps: int, graphs: bool = True) -> dict:
     import torch
 
     from ddpm_core.samplers import sample_loop
@@ -186,11 +186,11 @@ def sample_ours(device, sampler: str, timed_steps: int) -> dict:
     shape = (SAMPLES, 1, IMAGE, IMAGE)
     steps = 50 if sampler == "ddim" else T
     timed = min(timed_steps, steps)
-    warm = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto")
+    warm = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto", cuda_graphs=graphs)
     next(warm)
     warm.close()
-    t0 = time.perf_counter()
-    loop = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto")
+    t0 = time.perf_counter()  # a new loop records its CUDA graph again: that time counts
+    loop = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto", cuda_graphs=graphs)
     for _, step in zip(range(timed), loop):
         pass
     _sync(device)
@@ -208,15 +208,16 @@ def run_worker(args) -> None:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     kind, way = args.worker
+    graphs = way != "ours-eager"
     if kind == "train":
         if way == "article":
             result = train_article(device, args.train_steps, args.warmup)
         else:
-            result = train_ours(device, args.train_steps, args.warmup, args.precision)
+            result = train_ours(device, args.train_steps, args.warmup, args.precision, graphs)
     elif way == "article":
         result = sample_article(device, args.sample_steps)
     else:
-        result = sample_ours(device, kind, args.sample_steps)
+        result = sample_ours(device, kind, args.sample_steps, graphs)
     print("RESULT " + json.dumps(result))
 
 
@@ -274,6 +275,10 @@ def main() -> None:
     if args.quick:
         args.rounds, args.train_steps, args.sample_steps = 1, 4, 30
 
+    from ddpm_core.device import pick_device
+
+    # On a GPU "ours" replays CUDA graphs; "ours-eager" shows what the rest does without them.
+    ours = ("ours", "ours-eager") if pick_device(args.device).type == "cuda" else ("ours",)
     print(machine())
     print(
         f"article config: dim 28, mults (1,2,4), 28x28x1, T={T}, batch {BATCH}; sampling {SAMPLES} images; "
@@ -282,12 +287,12 @@ def main() -> None:
     plan = []
     if "train" in args.only:
         plan.append(("train", "article", "train"))
-        plan.append(("train", "ours", "train"))
+        plan += [("train", way, "train") for way in ours]
     if "ddpm" in args.only:
         plan.append(("ddpm", "article", "sample"))
-        plan.append(("ddpm", "ours", "ddpm"))
+        plan += [("ddpm", way, "ddpm") for way in ours]
     if "ddim" in args.only:
-        plan.append(("ddim", "ours", "ddim"))
+        plan += [("ddim", way, "ddim") for way in ours]
     results: dict = {}
     for r in range(args.rounds):
         order = plan if r % 2 == 0 else list(reversed(plan))  # alternate who goes first
@@ -295,10 +300,11 @@ def main() -> None:
             res = measure(kind, way, args)
             results.setdefault((name, way), []).append(res)
             shown = res.get("seconds_per_step", res.get("seconds"))
-            print(f"  round {r + 1}: {name:5s} {way:7s} {shown:8.3f} s   peak {res['peak_mb']:7.0f} MB", flush=True)
+            print(f"  round {r + 1}: {name:5s} {way:10s} {shown:8.3f} s   peak {res['peak_mb']:7.0f} MB", flush=True)
 
     if results:
-        print_table(results, args)
+        for way in ours:
+            print_table(results, args, way)
     if args.loss_steps:
         print(f"\nloss over {args.loss_steps} steps from the same initial weights (mean of each fifth):")
         args.train_steps, args.warmup = args.loss_steps, 0
@@ -309,15 +315,16 @@ def main() -> None:
             print(f"  {way:8s}" + "  ".join(f"{v:.4f}" for v in fifths), flush=True)
 
 
-def print_table(results: dict, args) -> None:
+def print_table(results: dict, args, ours: str = "ours") -> None:
     def med(name, way, key):
+        way = ours if way == "ours" else way
         return statistics.median(x[key] for x in results[(name, way)])
 
     print()
-    print(f"{'':28s}{'article':>14s}{'ours':>14s}{'ratio':>9s}{'target':>9s}")
+    print(f"{'':28s}{'article':>14s}{ours:>14s}{'ratio':>9s}{'target':>9s}")
     if "train" in args.only:
         a, o = BATCH / med("train", "article", "seconds_per_step"), BATCH / med("train", "ours", "seconds_per_step")
-        prec = results[("train", "ours")][0].get("precision", "")
+        prec = results[("train", ours)][0].get("precision", "")
         print(f"{'training images/s':28s}{a:14.1f}{o:14.1f}{o / a:8.2f}x{'5x':>9s}   ({prec})")
         am, om = med("train", "article", "peak_mb"), med("train", "ours", "peak_mb")
         print(f"{'  peak memory (MB)':28s}{am:14.0f}{om:14.0f}{om / am:8.2f}x{'<=1x':>9s}")

@@ -1,0 +1,161 @@
+"""The engine on the device it is given: the paths a GPU takes give what the plain path gives.
+
+The device is the CPU unless DDPM_TEST_DEVICE names another (`DDPM_TEST_DEVICE=cuda
+pytest tests/core/test_device_paths.py` on a GPU machine; scripts/device_check.sh does
+that). On the CPU these tests check the same code with the CUDA-only switches (graphs,
+asynchronous loss copies, fused Adam) falling back to their plain forms.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_core import RunConfig, Trainer
+from ddpm_core.checkpoint import load_checkpoint
+from ddpm_core.cuda_graphs import _GraphedEps, denoiser
+from ddpm_core.errors import TrainingDiverged
+from ddpm_core.model_io import load_for_sampling
+from ddpm_core.samplers import sample
+
+DEVICE = torch.device(os.environ.get("DDPM_TEST_DEVICE", "cpu"))
+
+
+def config(precision="fp32", **train) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.dim, cfg.model.dim_mults = 8, (1, 2)
+    cfg.data.image_size, cfg.data.limit = 8, 256
+    cfg.schedule.timesteps = 50
+    cfg.train.batch_size, cfg.train.steps, cfg.train.preview_every = 16, 12, 0
+    cfg.train.device, cfg.train.precision = str(DEVICE), precision
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg.validate()
+
+
+def losses(trainer: Trainer) -> np.ndarray:
+    return np.array([r.loss for r in trainer.steps()])
+
+
+def test_the_device_is_the_one_asked_for():
+    trainer = Trainer(config())
+    assert trainer.device.type == DEVICE.type
+    assert next(trainer.model.parameters()).device.type == DEVICE.type
+
+
+def test_cuda_graphs_are_recorded_on_a_gpu_only():
+    trainer = Trainer(config(steps=2))
+    list(trainer.steps())
+    x = torch.zeros(3, 1, 8, 8, device=DEVICE)
+    eps = denoiser(trainer.model.eval(), x, None)
+    if DEVICE.type == "cuda":
+        assert trainer._network is not trainer.model
+        assert isinstance(eps, _GraphedEps)
+    else:
+        assert trainer._network is trainer.model
+        assert not isinstance(eps, _GraphedEps)
+    assert eps(x, torch.zeros(3, dtype=torch.long, device=DEVICE)).shape == x.shape
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_recorded_training_steps_follow_the_plain_ones(precision):
+    """CUDA graphs replay the same kernels: the losses of 12 steps agree with eager mode."""
+    graphed = losses(Trainer(config(precision), cuda_graphs=True))
+    eager = losses(Trainer(config(precision), cuda_graphs=False))
+    assert np.all(np.isfinite(graphed))
+    # cuDNN may pick other algorithms between runs; both are fp32-accurate (bf16: 1e-2).
+    tol = 2e-3 if precision == "fp32" else 3e-2
+    np.testing.assert_allclose(graphed, eager, rtol=tol, atol=tol)
+
+
+def test_training_on_the_device_follows_the_cpu():
+    here = losses(Trainer(config(), device=DEVICE))
+    cpu = losses(Trainer(config(), device="cpu"))
+    # The same data order and weights; the random draws differ between a GPU and the CPU
+    # generator, so only the first step (same weights, different noise) is loosely alike
+    # and the curves must fall alike.
+    assert np.all(np.isfinite(here))
+    assert here[-4:].mean() < here[:2].mean() and cpu[-4:].mean() < cpu[:2].mean()
+    assert abs(here.mean() - cpu.mean()) < 0.5 * cpu.mean()
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_recorded_sampling_gives_the_plain_samples(sampler):
+    trainer = Trainer(config())
+    for _ in trainer.steps():
+        pass
+    model = trainer.sampling_model.eval()
+
+    def run(graphs: bool) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(5)  # CPU noise: identical draws for both
+        return sample(model, trainer.schedule, (6, 1, 8, 8), sampler=sampler, steps=10, generator=gen, cuda_graphs=graphs)
+
+    graphed, eager = run(True), run(False)
+    assert graphed.device.type == DEVICE.type
+    assert torch.isfinite(graphed).all()
+    torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-3)
+
+
+def test_recorded_sampling_follows_weights_loaded_between_runs(tmp_path):
+    """A graph records the weights of its own run; the next run sees new weights."""
+    trainer = Trainer(config(steps=3))
+    for _ in trainer.steps():
+        pass
+    model = trainer.sampling_model.eval()
+    shape = (4, 1, 8, 8)
+    before = sample(model, trainer.schedule, shape, sampler="ddim", steps=5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    after = sample(model, trainer.schedule, shape, sampler="ddim", steps=5, generator=torch.Generator().manual_seed(1))
+    plain = sample(
+        model, trainer.schedule, shape, sampler="ddim", steps=5, generator=torch.Generator().manual_seed(1), cuda_graphs=False
+    )
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, plain, rtol=1e-3, atol=1e-3)
+
+
+def test_a_checkpoint_from_the_device_loads_and_samples_on_the_cpu(tmp_path):
+    trainer = Trainer(config(steps=4))
+    for _ in trainer.steps():
+        pass
+    path = trainer.save(tmp_path / "run.safetensors")
+    ckpt = load_checkpoint(path)
+    assert ckpt.step == 4
+    loaded = load_for_sampling(path, device="cpu")
+    on_cpu = sample(loaded.model, loaded.schedule, (2, 1, 8, 8), sampler="ddim", steps=4, generator=torch.Generator().manual_seed(2))
+    here = sample(
+        trainer.sampling_model.eval(), trainer.schedule, (2, 1, 8, 8), sampler="ddim", steps=4,
+        generator=torch.Generator().manual_seed(2),
+    )
+    torch.testing.assert_close(on_cpu, here.cpu(), rtol=1e-3, atol=1e-3)
+
+
+def test_a_nan_in_the_weights_stops_training_and_nothing_is_saved(tmp_path):
+    """On a GPU the loss is checked one step late (no host sync); save() checks it first."""
+    trainer = Trainer(config(steps=10))
+    steps = trainer.steps()
+    next(steps)
+    good = trainer.save(tmp_path / "good.safetensors")
+    before = good.read_bytes()
+    with torch.no_grad():  # in place, so a recorded graph reads it too
+        trainer.model.final_conv.bias.fill_(float("nan"))
+    try:
+        next(steps)  # the NaN step: the CPU stops here, a GPU has not looked yet
+    except TrainingDiverged:
+        assert DEVICE.type == "cpu"
+    with pytest.raises(TrainingDiverged):  # the CPU: "not saving"; a GPU: the check it owed
+        trainer.save(good)
+    assert good.read_bytes() == before
+    with pytest.raises(TrainingDiverged):
+        next(trainer.steps())
+
+
+def test_step_records_hold_the_step_values():
+    trainer = Trainer(config(steps=3))
+    records = list(trainer.steps())
+    for r in records:
+        assert np.isfinite(r.loss)
+        assert r.t.shape == (16,) and r.per_sample_loss.shape == (16,)
+        assert abs(float(r.per_sample_loss.mean()) - r.loss) < 1e-5
