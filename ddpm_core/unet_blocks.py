@@ -156,7 +156,12 @@ class Attention(nn.Module):
 
 class LinearAttention(nn.Module):
     """Linear attention (Shen et al. 2018): softmax over features, not positions, so the cost
-    grows linearly with H·W."""
+    grows linearly with H·W.
+
+    For each head, with q̃ = softmax_d(q)·scale and k̃ = softmax_n(k):
+        context = k̃ vᵀ            (d × e, summed over the n positions)
+        out     = W_out · contextᵀ q̃ + b_out
+    """
 
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
         super().__init__()
@@ -168,13 +173,44 @@ class LinearAttention(nn.Module):
 
     def forward(self, x):
         b, c, h, w = x.shape
+        # Where positions outnumber channels (the high-resolution levels) the same products
+        # are taken in another order that never makes v or the per-head output, each a
+        # (heads·d × H·W) tensor: measured 1.5x (inference) to 2x (training) faster there
+        # on a CPU, and slower at 7×7, where the plain order stays.
+        out = self._folded(x) if h * w >= 2 * c else self._plain(x)
+        return self.to_out[1](out.view(b, c, h, w))
+
+    def _plain(self, x):
+        b, c, h, w = x.shape
         q, k, v = self.to_qkv(x).view(b, 3, self.heads, -1, h * w).unbind(dim=1)  # (B, heads, d, n) views
         q = q.softmax(dim=-2)
         k = k.softmax(dim=-1)
         q = q * self.scale
         context = k @ v.transpose(-1, -2)  # (B, heads, d, e) = Σ_n k_dn v_en
         out = context.transpose(-1, -2) @ q  # (B, heads, e, n) = Σ_d context_de q_dn
-        return self.to_out(out.reshape(b, -1, h, w))
+        return self.to_out[0](out.reshape(b, -1, h, w))
+
+    def _folded(self, x):
+        # v = W_v x and the 1×1 output conv are linear, so they move inside the products:
+        #   context = (k̃ xᵀ) W_vᵀ                        (d × c, then d × e)
+        #   out     = [W_out,h contextₕᵀ]ₕ q̃ + b_out       ((c × heads·d) times (heads·d × n))
+        b, c, h, w = x.shape
+        n, heads = h * w, self.heads
+        w_qkv = self.to_qkv.weight.view(3, heads, -1, c)  # (3, heads, d, c)
+        d = w_qkv.shape[2]
+        # q and k as two convolutions: one for both, then split, made the backward pass
+        # gather both gradients into one buffer (measured 20% slower on this block).
+        q = F.conv2d(x, self.to_qkv.weight[: heads * d]).view(b, heads, d, n).softmax(dim=-2)
+        k = F.conv2d(x, self.to_qkv.weight[heads * d : 2 * heads * d]).view(b, heads, d, n).softmax(dim=-1)
+        xs = x.reshape(b, c, n)
+        kx = k.reshape(b, heads * d, n) @ xs.transpose(1, 2)  # (B, heads·d, c) = Σ_n k_dn x_cn
+        context = kx.view(b, heads, d, c) @ w_qkv[2].transpose(1, 2).to(kx.dtype)  # (B, heads, d, e)
+        conv_out = self.to_out[0]
+        w_out = conv_out.weight.view(c, heads, d).transpose(0, 1).to(context.dtype)  # (heads, c, e)
+        mixed = w_out @ context.transpose(-1, -2) * self.scale  # (B, heads, c, d) = W_out,h contextₕᵀ
+        mixed = mixed.transpose(1, 2).reshape(b, c, heads * d)  # small: c × heads·d per image
+        out = mixed @ q.reshape(b, heads * d, n)  # (B, c, n)
+        return out + conv_out.bias.to(out.dtype)[:, None]
 
 
 class PreNorm(nn.Module):

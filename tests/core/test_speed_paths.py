@@ -70,12 +70,36 @@ def _reference_linear_attention(block: LinearAttention, x):
     return block.to_out(rearrange(out, "b h c (x y) -> b (h c) x y", h=block.heads, x=h, y=w))
 
 
-@pytest.mark.parametrize("klass, reference", [(Attention, _reference_attention), (LinearAttention, _reference_linear_attention)])
-def test_attention_without_copies_equals_the_einsum_form(klass, reference):
+@pytest.mark.parametrize(
+    "klass, reference, shape",
+    [
+        (Attention, _reference_attention, (3, 24, 6, 5)),
+        (LinearAttention, _reference_linear_attention, (3, 24, 6, 5)),  # fewer positions than 2·channels: plain order
+        (LinearAttention, _reference_linear_attention, (3, 8, 12, 10)),  # more: v and W_out folded into the products
+    ],
+)
+def test_attention_without_copies_equals_the_einsum_form(klass, reference, shape):
     torch.manual_seed(0)
-    block = klass(24)
-    x = torch.randn(3, 24, 6, 5)
-    torch.testing.assert_close(block(x), reference(block, x), atol=1e-5, rtol=1e-5)
+    block = klass(shape[1])
+    x = torch.randn(shape, requires_grad=True)
+    out, expected = block(x), reference(block, x)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # The gradients, which training follows, agree too.
+    grads = torch.autograd.grad(out.square().sum(), [x, *block.parameters()])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, *block.parameters()])
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+
+
+def test_folded_linear_attention_in_bf16_stays_close_to_fp32():
+    torch.manual_seed(0)
+    block = LinearAttention(28)
+    x = torch.randn(4, 28, 28, 28)
+    with torch.no_grad():
+        expected = _reference_linear_attention(block, x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x).float()
+    assert (out - expected).abs().mean() < 0.02 * expected.abs().mean() + 1e-3
 
 
 def test_channels_last_gives_the_same_network_output():
