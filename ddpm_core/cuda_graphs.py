@@ -24,6 +24,12 @@ from torch import nn
 
 from .speed import autocast
 
+# Recording warms the network up on a side stream, as torch's recipe does; the gradient
+# accumulators made there belong to that stream, and torch then warns at every later
+# backward that they differ from the stream replaying the graph. Waiting on the other stream
+# is all it costs (the recorded results are checked against eager mode in the device tests).
+warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+
 
 class GraphedNetwork(nn.Module):
     """Wraps the U-Net so that its training forward and backward can be recorded.

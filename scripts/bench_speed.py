@@ -9,7 +9,9 @@ channel, 28×28, T = 300, batch 128, Huber loss, Adam 1e-3; 2.02 M parameters). 
 the built-in shapes at 28×28 (Fashion-MNIST cannot be downloaded everywhere); the speed of a
 step does not depend on what the images show.
 
-"The article's way": the same network in fp32 with glibc's default allocator, batches made by
+"The article's way": the same network computed the article's way (einsum attention over
+rearranged copies, kernels standardised at every call: ddpm_core/article_forms.py), in fp32
+with glibc's default allocator, batches made by
 a DataLoader from per-image PIL transforms (RandomHorizontalFlip, ToTensor, 2x-1), no EMA,
 and Algorithm 2 run for all T steps with every x_t copied to NumPy, as the notebook does.
 "Ours": `Trainer` and the samplers as the app and the command line run them (tuned allocator,
@@ -77,6 +79,7 @@ def train_article(device, steps: int, warmup: int) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
+    from ddpm_core.article_forms import use_article_forms
     from ddpm_core.losses import p_losses
     from ddpm_core.schedules import NoiseSchedule
     from ddpm_core.shapes import make_shapes
@@ -97,7 +100,7 @@ def train_article(device, steps: int, warmup: int) -> dict:
 
     torch.manual_seed(0)
     loader = DataLoader(Pictures(), batch_size=BATCH, shuffle=True, drop_last=True)
-    model = build_unet(cfg.model).to(device)
+    model = use_article_forms(build_unet(cfg.model)).to(device)
     schedule = NoiseSchedule.from_name("linear", T).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -149,13 +152,14 @@ def sample_article(device, timed_steps: int) -> dict:
     import numpy as np
     import torch
 
+    from ddpm_core.article_forms import use_article_forms
     from ddpm_core.samplers import p_sample
     from ddpm_core.schedules import NoiseSchedule
     from ddpm_core.unet import build_unet
 
     cfg = _article_config()
     torch.manual_seed(0)
-    model = build_unet(cfg.model).to(device).eval()
+    model = use_article_forms(build_unet(cfg.model)).to(device).eval()
     schedule = NoiseSchedule.from_name("linear", T).to(device)
     img = torch.randn(SAMPLES, 1, IMAGE, IMAGE, device=device)
     imgs = []

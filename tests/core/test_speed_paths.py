@@ -8,9 +8,8 @@ or the order of a reduction must agree to float32 rounding (1e-5).
 import numpy as np
 import pytest
 import torch
-from einops import rearrange
 
-from ddpm_core import RunConfig, Trainer
+from ddpm_core import RunConfig, Trainer, article_forms
 from ddpm_core.config import ModelConfig
 from ddpm_core.errors import ConfigError
 from ddpm_core.samplers import sample
@@ -50,32 +49,12 @@ def test_bf16_network_output_stays_close_to_fp32():
     assert torch.corrcoef(torch.stack([fast.flatten(), ref.flatten()]))[0, 1] > 0.99
 
 
-def _reference_attention(block: Attention, x):
-    # The article's formulation, with einsum and rearrange, to compare the rewrite against.
-    b, c, h, w = x.shape
-    q, k, v = (rearrange(p, "b (h c) x y -> b h c (x y)", h=block.heads) for p in block.to_qkv(x).chunk(3, dim=1))
-    q = q * block.scale
-    sim = torch.einsum("b h d i, b h d j -> b h i j", q, k)
-    sim = sim - sim.amax(dim=-1, keepdim=True).detach()
-    out = torch.einsum("b h i j, b h d j -> b h i d", sim.softmax(dim=-1), v)
-    return block.to_out(rearrange(out, "b h (x y) d -> b (h d) x y", x=h, y=w))
-
-
-def _reference_linear_attention(block: LinearAttention, x):
-    b, c, h, w = x.shape
-    q, k, v = (rearrange(p, "b (h c) x y -> b h c (x y)", h=block.heads) for p in block.to_qkv(x).chunk(3, dim=1))
-    q, k = q.softmax(dim=-2) * block.scale, k.softmax(dim=-1)
-    context = torch.einsum("b h d n, b h e n -> b h d e", k, v)
-    out = torch.einsum("b h d e, b h d n -> b h e n", context, q)
-    return block.to_out(rearrange(out, "b h c (x y) -> b (h c) x y", h=block.heads, x=h, y=w))
-
-
 @pytest.mark.parametrize(
     "klass, reference, shape",
     [
-        (Attention, _reference_attention, (3, 24, 6, 5)),
-        (LinearAttention, _reference_linear_attention, (3, 24, 6, 5)),  # fewer positions than 2·channels: plain order
-        (LinearAttention, _reference_linear_attention, (3, 8, 12, 10)),  # more: v and W_out folded into the products
+        (Attention, article_forms.attention, (3, 24, 6, 5)),
+        (LinearAttention, article_forms.linear_attention, (3, 24, 6, 5)),  # fewer positions than 2·channels: plain order
+        (LinearAttention, article_forms.linear_attention, (3, 8, 12, 10)),  # more: v and W_out folded into the products
     ],
 )
 def test_attention_without_copies_equals_the_einsum_form(klass, reference, shape):
@@ -91,12 +70,21 @@ def test_attention_without_copies_equals_the_einsum_form(klass, reference, shape
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
 
 
+def test_the_whole_network_equals_the_article_forms():
+    model = article_model()
+    x, t = torch.randn(4, 1, 28, 28), torch.tensor([0, 10, 150, 299])
+    with torch.no_grad():
+        fast = model(x, t)
+        plain = article_forms.use_article_forms(article_model())(x, t)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+
+
 def test_folded_linear_attention_in_bf16_stays_close_to_fp32():
     torch.manual_seed(0)
     block = LinearAttention(28)
     x = torch.randn(4, 28, 28, 28)
     with torch.no_grad():
-        expected = _reference_linear_attention(block, x)
+        expected = article_forms.linear_attention(block, x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = block(x).float()
     assert (out - expected).abs().mean() < 0.02 * expected.abs().mean() + 1e-3

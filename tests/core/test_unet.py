@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ddpm_core import Unet
+from ddpm_core.article_forms import use_article_forms
 from ddpm_core.model_io import infer_model_config
 from ddpm_core.unet import count_parameters
 
@@ -31,9 +32,12 @@ def test_parameter_names_and_shapes_match_the_article():
     assert count_parameters(model) == 2_020_257
 
 
-def test_golden_case_reproduced():
+@pytest.mark.parametrize("article_way", [False, True], ids=["fast forms", "article forms"])
+def test_golden_case_reproduced(article_way):
     golden = torch.load(REF / "golden_unet_dim8_c1_mults12.pt", weights_only=True)
     model = Unet(dim=8, channels=1, dim_mults=(1, 2))
+    if article_way:  # what scripts/bench_speed.py times as the article's way
+        use_article_forms(model)
     model.load_state_dict(golden["state_dict"])  # strict: every key and shape must match
     with torch.no_grad():
         out = model(golden["x"], golden["t"])
