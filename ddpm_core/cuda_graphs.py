@@ -16,6 +16,7 @@ are used on CUDA only; on any other device, and if recording fails, the plain ca
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Callable, Optional
 
@@ -25,10 +26,17 @@ from torch import nn
 from .speed import autocast
 
 # Recording warms the network up on a side stream, as torch's recipe does; the gradient
-# accumulators made there belong to that stream, and torch then warns at every later
-# backward that they differ from the stream replaying the graph. Waiting on the other stream
-# is all it costs (the recorded results are checked against eager mode in the device tests).
+# accumulators made there belong to that stream, and torch then warns that they differ from
+# the stream the graph replays on. Waiting on the other stream is all it costs (the recorded results are checked against eager mode in the device tests).
 warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+
+# While a graph records, CUDA refuses calls that would disturb it (allocations, host syncs).
+# By default from every thread; "thread_local" limits that to the recording thread, so the
+# app can start sampling on one thread while another trains on the same GPU.
+_CAPTURE = {"capture_error_mode": "thread_local"}
+_GRAPHED_CALLABLES_CAPTURE = (
+    _CAPTURE if "capture_error_mode" in inspect.signature(torch.cuda.make_graphed_callables).parameters else {}
+)
 
 
 class GraphedNetwork(nn.Module):
@@ -57,7 +65,9 @@ def graph_training_network(
     try:
         # Autocast's weight-cast cache must be off while recording (torch requires it).
         with autocast(x.device, dtype, cache=False):
-            return torch.cuda.make_graphed_callables(wrapper, (x.detach().clone(), t.clone()))
+            return torch.cuda.make_graphed_callables(
+                wrapper, (x.detach().clone(), t.clone()), **_GRAPHED_CALLABLES_CAPTURE
+            )
     except Exception as e:  # noqa: BLE001 - the eager path computes the same; fall back to it
         _fall_back(e, "training")
         return None
@@ -78,7 +88,7 @@ class _GraphedEps:
                 eps(self.static_x, self.static_t)
         torch.cuda.current_stream(x.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, **_CAPTURE):
             self.static_out = eps(self.static_x, self.static_t)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

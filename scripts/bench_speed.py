@@ -174,7 +174,7 @@ def sample_article(device, timed_steps: int) -> dict:
     return {"seconds": seconds, "peak_mb": _peak_memory_mb(device)}
 
 
-def sample_ours(device, sampler: str, timed_steps: int, graphs: bool = True) -> dict:
+def sample_ours(device, sampler: str, timed_steps: int, graphs: bool = True, precision: str = "auto") -> dict:
     import torch
 
     from ddpm_core.samplers import sample_loop
@@ -190,11 +190,11 @@ def sample_ours(device, sampler: str, timed_steps: int, graphs: bool = True) -> 
     shape = (SAMPLES, 1, IMAGE, IMAGE)
     steps = 50 if sampler == "ddim" else T
     timed = min(timed_steps, steps)
-    warm = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto", cuda_graphs=graphs)
+    warm = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision=precision, cuda_graphs=graphs)
     next(warm)
     warm.close()
     t0 = time.perf_counter()  # a new loop records its CUDA graph again: that time counts
-    loop = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision="auto", cuda_graphs=graphs)
+    loop = sample_loop(model, schedule, shape, sampler=sampler, steps=50, precision=precision, cuda_graphs=graphs)
     for _, step in zip(range(timed), loop):
         pass
     _sync(device)
@@ -204,9 +204,11 @@ def sample_ours(device, sampler: str, timed_steps: int, graphs: bool = True) -> 
 
 
 def run_worker(args) -> None:
-    import torch
-
+    # ddpm_core first, as the app and the command line load it: it sets OpenMP's waiting
+    # policy, which OpenMP reads once, when torch loads it (the article's way has it set).
     from ddpm_core.device import pick_device
+
+    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -221,7 +223,7 @@ def run_worker(args) -> None:
     elif way == "article":
         result = sample_article(device, args.sample_steps)
     else:
-        result = sample_ours(device, kind, args.sample_steps, graphs)
+        result = sample_ours(device, kind, args.sample_steps, graphs, args.precision)
     print("RESULT " + json.dumps(result))
 
 

@@ -2,7 +2,7 @@
 # One call on a lent GPU machine (see the README's "Speed"): the CUDA paths' tests, a real
 # training run and its samples through the command line, then the speed benchmark with the
 # article's way in the same run. Logs and the sample grid go to $OUT (or ./device_out).
-#   bash scripts/device_check.sh            # about 5 minutes on an H100
+#   bash scripts/device_check.sh            # about 6 minutes on an H100
 set -u
 OUT=${OUT:-device_out}
 mkdir -p "$OUT"
@@ -23,4 +23,6 @@ $PY -m ddpm_core.cli sample /tmp/gpu_run --sampler ddim --steps 50 -n 64 --png "
 $PY -m ddpm_core.cli sample /tmp/gpu_run -n 64 --png "$OUT/gpu_samples_ddpm.png" 2>&1 | tail -2
 
 echo "== speed: the article's way against ours, on the GPU"
-$PY scripts/bench_speed.py --device cuda --rounds 2 --train-steps 60 --warmup 10 2>&1 | tee "$OUT/bench.log"
+$PY scripts/bench_speed.py --device cuda --rounds 2 --train-steps 100 --warmup 10 2>&1 | tee "$OUT/bench.log"
+echo "== the same in fp32 (TF32) instead of bf16"
+$PY scripts/bench_speed.py --device cuda --rounds 1 --train-steps 100 --warmup 10 --precision fp32 --only train ddpm ddim 2>&1 | tee "$OUT/bench_fp32.log"

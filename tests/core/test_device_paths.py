@@ -159,3 +159,30 @@ def test_step_records_hold_the_step_values():
         assert np.isfinite(r.loss)
         assert r.t.shape == (16,) and r.per_sample_loss.shape == (16,)
         assert abs(float(r.per_sample_loss.mean()) - r.loss) < 1e-5
+
+
+def test_sampling_while_another_thread_trains_on_the_same_device():
+    """The app may sample from a checkpoint while a run trains: a graph recorded on one
+    thread must not break the other thread's work (or its own)."""
+    import threading
+
+    trainer = Trainer(config(steps=40))
+    sampler_model = Trainer(config(steps=1)).sampling_model.eval()
+    schedule = trainer.schedule
+    errors, losses_seen = [], []
+
+    def train():
+        try:
+            losses_seen.extend(r.loss for r in trainer.steps())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    samples = []
+    while worker.is_alive() and len(samples) < 6:
+        samples.append(sample(sampler_model, schedule, (4, 1, 8, 8), sampler="ddim", steps=5))
+    worker.join()
+    assert not errors, errors
+    assert len(losses_seen) == 40 and np.all(np.isfinite(losses_seen))
+    assert samples and all(torch.isfinite(s).all() for s in samples)
