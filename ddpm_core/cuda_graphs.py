@@ -16,7 +16,9 @@ are used on CUDA only; on any other device, and if recording fails, the plain ca
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import threading
 import warnings
 from typing import Callable, Optional
 
@@ -37,6 +39,19 @@ _CAPTURE = {"capture_error_mode": "thread_local"}
 _GRAPHED_CALLABLES_CAPTURE = (
     _CAPTURE if "capture_error_mode" in inspect.signature(torch.cuda.make_graphed_callables).parameters else {}
 )
+
+
+# The app may train on one thread while it samples on another, on the same GPU. While a graph
+# records, CUDA refuses some work from other threads (the default generator's random draws
+# among it), so recording must never overlap other GPU work of this process: every engine
+# step on a GPU (a training step, a sampling step) holds this lock, and recording holds it
+# too. A step waits at most for one step of the other thread.
+_gpu_work = threading.RLock()
+
+
+def gpu_work(device: torch.device):
+    """Hold while doing one step of GPU work; on other devices this does nothing."""
+    return _gpu_work if device.type == "cuda" else contextlib.nullcontext()
 
 
 class GraphedNetwork(nn.Module):
@@ -64,7 +79,7 @@ def graph_training_network(
     wrapper = GraphedNetwork(net).train()
     try:
         # Autocast's weight-cast cache must be off while recording (torch requires it).
-        with autocast(x.device, dtype, cache=False):
+        with gpu_work(x.device), autocast(x.device, dtype, cache=False):
             return torch.cuda.make_graphed_callables(
                 wrapper, (x.detach().clone(), t.clone()), **_GRAPHED_CALLABLES_CAPTURE
             )
@@ -121,7 +136,8 @@ def denoiser(
         return network(cache=True)
     t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     try:
-        return _GraphedEps(network(cache=False), x, t)
+        with gpu_work(x.device):
+            return _GraphedEps(network(cache=False), x, t)
     except Exception as e:  # noqa: BLE001 - the eager path computes the same; fall back to it
         _fall_back(e, "sampling")
         return network(cache=True)

@@ -14,7 +14,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import torch
 
 from .config import SAMPLER_NAMES
-from .cuda_graphs import denoiser
+from .cuda_graphs import denoiser, gpu_work
 from .diffusion import extract, predict_noise_from_start, predict_start_from_noise
 from .errors import ConfigError
 from .schedules import NoiseSchedule
@@ -49,11 +49,12 @@ def _randn(shape, like_device, dtype, generator: Optional[torch.Generator]) -> t
 
 def _start(model, shape, x_T, generator) -> torch.Tensor:
     device = next(model.parameters()).device
-    if x_T is not None:
-        return x_T.to(device=device, dtype=torch.float32)
-    if shape is None:
-        raise ValueError("give either shape or x_T")
-    return _randn(tuple(shape), device, torch.float32, generator)
+    with gpu_work(device):
+        if x_T is not None:
+            return x_T.to(device=device, dtype=torch.float32)
+        if shape is None:
+            raise ValueError("give either shape or x_T")
+        return _randn(tuple(shape), device, torch.float32, generator)
 
 
 class PStep(NamedTuple):
@@ -126,7 +127,8 @@ def ddpm_sample_loop(
     eps_fn = denoiser(model, x, autocast_dtype(precision, x.device), graphs=cuda_graphs)
     T = schedule.num_timesteps
     for index, i in enumerate(reversed(range(T))):
-        step = _p_step(eps_fn, schedule, x, i, generator, clip_denoised)
+        with gpu_work(x.device):  # never while another thread records a CUDA graph
+            step = _p_step(eps_fn, schedule, x, i, generator, clip_denoised)
         yield SampleStep(index, T, i, x, step.eps_pred, step.x0_pred, step.x_prev)
         x = step.x_prev
 
@@ -170,18 +172,19 @@ def ddim_sample_loop(
     one = torch.ones((), device=a_bar.device)
     b = x.shape[0]
     for index, i in enumerate(taus):
-        t = torch.full((b,), i, device=x.device, dtype=torch.long)
-        eps = eps_fn(x, t)
-        x0 = predict_start_from_noise(schedule, x, t, eps)
-        if clip_denoised:
-            x0 = x0.clamp(-1.0, 1.0)
-            eps = predict_noise_from_start(schedule, x, t, x0)
-        a_t = a_bar[i]
-        a_prev = a_bar[taus[index + 1]] if index + 1 < len(taus) else one  # ᾱ before step 1 is 1
-        sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
-        x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and index + 1 < len(taus):
-            x_prev = x_prev + sigma * _randn(x.shape, x.device, x.dtype, generator)
+        with gpu_work(x.device):  # never while another thread records a CUDA graph
+            t = torch.full((b,), i, device=x.device, dtype=torch.long)
+            eps = eps_fn(x, t)
+            x0 = predict_start_from_noise(schedule, x, t, eps)
+            if clip_denoised:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = predict_noise_from_start(schedule, x, t, x0)
+            a_t = a_bar[i]
+            a_prev = a_bar[taus[index + 1]] if index + 1 < len(taus) else one  # ᾱ before step 1 is 1
+            sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+            x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+            if eta > 0 and index + 1 < len(taus):
+                x_prev = x_prev + sigma * _randn(x.shape, x.device, x.dtype, generator)
         yield SampleStep(index, len(taus), i, x, eps, x0, x_prev)
         x = x_prev
 

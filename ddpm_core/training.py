@@ -23,7 +23,7 @@ import torch
 
 from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .cuda_graphs import graph_training_network
+from .cuda_graphs import gpu_work, graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
 from .device import free_cached_memory, is_out_of_memory, out_of_memory_message, pick_device
 from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
@@ -178,8 +178,9 @@ class Trainer:
             if self.diverged:  # found by save() between two steps: never train on from NaN
                 raise TrainingDiverged(self._divergence)
             t0 = time.perf_counter()
-            with self._out_of_memory_is_reported(self.batch_size, "training"):
+            with self._out_of_memory_is_reported(self.batch_size, "training"), gpu_work(self.device):
                 loss, t, per_sample = self._train_step()
+                values = HostValues(loss=loss.detach(), t=t, per_sample=per_sample)
             self.step += 1
             dt = time.perf_counter() - t0
             self.elapsed += dt
@@ -187,7 +188,7 @@ class Trainer:
                 step=self.step,
                 total_steps=self.total_steps,
                 epoch=self.epoch if self.batch_in_epoch else self.epoch - 1,
-                values=HostValues(loss=loss.detach(), t=t, per_sample=per_sample),
+                values=values,
                 batch_size=int(t.shape[0]),
                 seconds=dt,
                 elapsed=self.elapsed,

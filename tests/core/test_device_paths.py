@@ -186,3 +186,21 @@ def test_sampling_while_another_thread_trains_on_the_same_device():
     assert not errors, errors
     assert len(losses_seen) == 40 and np.all(np.isfinite(losses_seen))
     assert samples and all(torch.isfinite(s).all() for s in samples)
+
+
+def test_gpu_work_is_one_lock_for_every_thread_and_none_elsewhere():
+    """What keeps a CUDA-graph recording apart from other threads' GPU steps."""
+    import threading
+
+    from ddpm_core.cuda_graphs import gpu_work
+
+    lock = gpu_work(torch.device("cuda"))
+    assert lock is gpu_work(torch.device("cuda", 0))  # one lock for the process
+    with gpu_work(torch.device("cpu")), gpu_work(torch.device("cpu")):
+        pass  # no lock on the CPU: training and sampling there run side by side
+    got = []
+    with lock, lock:  # re-entrant: a preview samples inside a training step
+        worker = threading.Thread(target=lambda: got.append(lock.acquire(timeout=0.05)))
+        worker.start()
+        worker.join()
+    assert got == [False]  # another thread waits while one holds it

@@ -30,6 +30,8 @@ def test_precision_names():
     assert speed.autocast_dtype("fp32", "cpu") is None
     assert speed.autocast_dtype("bf16", "cpu") is torch.bfloat16
     assert speed.autocast_dtype("auto", "cpu") == (torch.bfloat16 if speed.bf16_is_fast("cpu") else None)
+    assert speed.autocast_dtype("auto", "cuda") is None  # TF32: faster than bf16 at this size
+    assert speed.autocast_dtype("bf16", "cuda") is torch.bfloat16
     with pytest.raises(ConfigError, match="precision"):
         speed.autocast_dtype("fp8", "cpu")
     with pytest.raises(ConfigError, match="train.precision"):
