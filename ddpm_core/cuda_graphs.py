@@ -29,7 +29,8 @@ from .speed import autocast
 
 # Recording warms the network up on a side stream, as torch's recipe does; the gradient
 # accumulators made there belong to that stream, and torch then warns that they differ from
-# the stream the graph replays on. Waiting on the other stream is all it costs (the recorded results are checked against eager mode in the device tests).
+# the stream the graph replays on. Waiting on the other stream is all it costs (the device
+# tests check the recorded results against eager mode).
 warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
 
 # While a graph records, CUDA refuses calls that would disturb it (allocations, host syncs).

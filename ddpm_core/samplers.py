@@ -170,23 +170,29 @@ def ddim_sample_loop(
     eps_fn = denoiser(model, x, dtype, graphs=cuda_graphs)
     a_bar = schedule.alphas_cumprod
     one = torch.ones((), device=a_bar.device)
-    b = x.shape[0]
     for index, i in enumerate(taus):
+        last = index + 1 == len(taus)
+        a_prev = one if last else a_bar[taus[index + 1]]  # ᾱ before step 1 is 1
         with gpu_work(x.device):  # never while another thread records a CUDA graph
-            t = torch.full((b,), i, device=x.device, dtype=torch.long)
-            eps = eps_fn(x, t)
-            x0 = predict_start_from_noise(schedule, x, t, eps)
-            if clip_denoised:
-                x0 = x0.clamp(-1.0, 1.0)
-                eps = predict_noise_from_start(schedule, x, t, x0)
-            a_t = a_bar[i]
-            a_prev = a_bar[taus[index + 1]] if index + 1 < len(taus) else one  # ᾱ before step 1 is 1
-            sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
-            x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
-            if eta > 0 and index + 1 < len(taus):
-                x_prev = x_prev + sigma * _randn(x.shape, x.device, x.dtype, generator)
+            eps, x0, x_prev = _ddim_step(eps_fn, schedule, x, i, a_prev, eta, not last, clip_denoised, generator)
         yield SampleStep(index, len(taus), i, x, eps, x0, x_prev)
         x = x_prev
+
+
+def _ddim_step(eps_fn, schedule, x, i, a_prev, eta, add_noise, clip_denoised, generator):
+    """One DDIM update from timestep index i to the one whose ᾱ is a_prev: (ε̂, x̂_0, x_prev)."""
+    t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+    eps = eps_fn(x, t)
+    x0 = predict_start_from_noise(schedule, x, t, eps)
+    if clip_denoised:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = predict_noise_from_start(schedule, x, t, x0)
+    a_t = schedule.alphas_cumprod[i]
+    sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+    x_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0 and add_noise:
+        x_prev = x_prev + sigma * _randn(x.shape, x.device, x.dtype, generator)
+    return eps, x0, x_prev
 
 
 def sample_loop(

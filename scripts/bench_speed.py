@@ -1,6 +1,6 @@
 """Training and sampling speed: the article's way against DDPM Studio's, in one run.
 
-    .venv/bin/python scripts/bench_speed.py            # about 8 minutes on a 2-core CPU
+    .venv/bin/python scripts/bench_speed.py            # about 10 minutes on a 2-core CPU
     .venv/bin/python scripts/bench_speed.py --quick    # about 2 minutes: fewer steps timed
     .venv/bin/python scripts/bench_speed.py --loss-steps 150   # also compare loss curves
 
@@ -11,11 +11,11 @@ step does not depend on what the images show.
 
 "The article's way": the same network computed the article's way (einsum attention over
 rearranged copies, kernels standardised at every call: ddpm_core/article_forms.py), in fp32
-with glibc's default allocator, batches made by
-a DataLoader from per-image PIL transforms (RandomHorizontalFlip, ToTensor, 2x-1), no EMA,
-and Algorithm 2 run for all T steps with every x_t copied to NumPy, as the notebook does.
-"Ours": `Trainer` and the samplers as the app and the command line run them (tuned allocator,
-bf16 autocast where the CPU or GPU is fast at it, tensors kept on the device, EMA on).
+with glibc's default allocator, batches made by a DataLoader from per-image PIL transforms
+(RandomHorizontalFlip, ToTensor, 2x-1), no EMA, and Algorithm 2 run for all T steps with
+every x_t copied to NumPy, as the notebook does. "Ours": `Trainer` and the samplers as the
+app and the command line run them (precision 'auto', tuned allocator, tensors kept on the
+device, EMA on, CUDA graphs on a GPU); on a GPU "ours-eager" is the same without graphs.
 
 Every variant runs in its own process, one after another in alternating order, so each
 starts with a fresh allocator and reports its own peak memory (peak resident set on the
