@@ -1,6 +1,6 @@
-"""The article's own way of computing three U-Net blocks, kept as the plain reference.
+"""The article's own way of computing four U-Net blocks, kept as the plain reference.
 
-DDPM Studio computes attention and weight standardisation in faster orders (see
+DDPM Studio computes attention, upsampling and weight standardisation in faster orders (see
 unet_blocks.py). The forms here follow the article's notebook step by step: einsum over
 rearranged copies, the standardised kernel recomputed at every call. They compute the
 same function; tests check the fast forms against them, and scripts/bench_speed.py runs
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .unet_blocks import Attention, LinearAttention, WeightStandardizedConv2d
+from .unet_blocks import Attention, LinearAttention, Upsample, WeightStandardizedConv2d
 
 
 def attention(block: Attention, x: torch.Tensor) -> torch.Tensor:
@@ -48,11 +48,20 @@ def weight_standardized_conv(conv: WeightStandardizedConv2d, x: torch.Tensor) ->
     return F.conv2d(x, normalized, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-_FORMS = {Attention: attention, LinearAttention: linear_attention, WeightStandardizedConv2d: weight_standardized_conv}
+def upsample(block: Upsample, x: torch.Tensor) -> torch.Tensor:
+    return block[1](block[0](x))  # the ×2 image, then the 3×3 convolution over it
+
+
+_FORMS = {
+    Attention: attention,
+    LinearAttention: linear_attention,
+    Upsample: upsample,
+    WeightStandardizedConv2d: weight_standardized_conv,
+}
 
 
 def use_article_forms(model: nn.Module) -> nn.Module:
-    """Make every attention and standardised convolution of `model` run the article's form.
+    """Make every attention, upsampling and standardised convolution of `model` run the article's form.
 
     Changes only how the blocks compute (their `forward`), never the weights; returns `model`.
     """

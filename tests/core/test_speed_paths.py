@@ -16,7 +16,7 @@ from ddpm_core.samplers import sample
 from ddpm_core.schedules import NoiseSchedule
 from ddpm_core import speed
 from ddpm_core.unet import build_unet
-from ddpm_core.unet_blocks import Attention, LinearAttention
+from ddpm_core.unet_blocks import Attention, LinearAttention, Upsample
 
 BF16_EPS_TOLERANCE = 0.05  # mean |ε̂_bf16 − ε̂_fp32| for a 2 M-parameter U-Net
 
@@ -52,16 +52,18 @@ def test_bf16_network_output_stays_close_to_fp32():
 
 
 @pytest.mark.parametrize(
-    "klass, reference, shape",
+    "make, reference, shape",
     [
         (Attention, article_forms.attention, (3, 24, 6, 5)),
         (LinearAttention, article_forms.linear_attention, (3, 24, 6, 5)),  # fewer positions than 2·channels: plain order
         (LinearAttention, article_forms.linear_attention, (3, 8, 12, 10)),  # more: v and W_out folded into the products
+        (lambda c: Upsample(c, 5), article_forms.upsample, (3, 6, 5, 7)),  # by output parity, no ×2 image
+        (Upsample, article_forms.upsample, (2, 4, 1, 1)),  # a 1×1 image: every tap but the centre is padding
     ],
 )
-def test_attention_without_copies_equals_the_einsum_form(klass, reference, shape):
+def test_fast_block_forms_equal_the_article_forms(make, reference, shape):
     torch.manual_seed(0)
-    block = klass(shape[1])
+    block = make(shape[1])
     x = torch.randn(shape, requires_grad=True)
     out, expected = block(x), reference(block, x)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
