@@ -26,6 +26,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer  # noqa: E402  (after _T0 on 
 from PySide6.QtGui import QIcon, QPalette  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from ddpm_gui import thread_priority  # noqa: E402
 from ddpm_gui.gui_gc import collect_on_gui_thread  # noqa: E402
 from ddpm_gui.help_text import APP_NAME  # noqa: E402
 from ddpm_gui.main_window import MainWindow  # noqa: E402
@@ -46,15 +47,14 @@ def app_icon() -> QIcon:
 
 
 def leave_a_core_for_the_window() -> None:
-    """Give PyTorch one core fewer than the machine has, unless the user chose a number.
+    """Make sure the window's thread finds a free core while torch works (thread_priority).
 
-    PyTorch's worker threads spin while waiting for each other; when the window's own thread
-    takes one of their cores, every operation waits. Measured on a 2-core machine with the
-    default training run in the app: 1.1 s per step with 2 torch threads, 0.4 s with 1.
-    Must run before torch is imported (OpenMP reads the variable once).
+    PyTorch's threads take every core they are given; when the window's own thread has to
+    wait for one, every repaint waits. Measured on a 2-core machine with the default
+    training run in the app: 1.1 s per step with 2 torch threads at the window's priority,
+    0.4 s with 1. Must run before torch is imported.
     """
-    if "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) - 1))
+    thread_priority.choose_torch_threads()
 
 
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).

@@ -35,6 +35,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from ddpm_core.errors import DDPMError
 from ddpm_gui.gui_gc import collect_on_gui_thread
+from ddpm_gui.thread_priority import lower_this_threads_priority
 
 # ---- the registry of live threads --------------------------------------------------------
 
@@ -254,6 +255,7 @@ class Worker(QObject):
     # ---- the thread's body ----
     @Slot()
     def _run(self) -> None:
+        lower_this_threads_priority()  # before any torch work: its OpenMP threads inherit it
         try:
             self.work()
         except Stopped:
