@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench_speed.py            # about 10 minutes on a 2-core CPU
     .venv/bin/python scripts/bench_speed.py --quick    # about 2 minutes: fewer steps timed
     .venv/bin/python scripts/bench_speed.py --loss-steps 150   # also compare loss curves
+    .venv/bin/python scripts/bench_speed.py --rounds 0 --loss-steps 100 --seed 1   # another seed
 
 The model is the article's Fashion-MNIST configuration (dim 28, dim_mults (1, 2, 4), one
 channel, 28×28, T = 300, batch 128, Huber loss, Adam 1e-3; 2.02 M parameters). The data are
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BATCH, IMAGE, T, SAMPLES = 128, 28, 300, 64
+SEED = 0  # initial weights, data order and noise of the training runs (--seed)
 
 
 def _article_config():
@@ -52,6 +54,7 @@ def _article_config():
     cfg.train.preview_every = cfg.train.checkpoint_every = 0
     cfg.train.autosave_minutes = 0
     cfg.train.steps = 10**6
+    cfg.train.seed = SEED
     return cfg.validate()
 
 
@@ -98,7 +101,7 @@ def train_article(device, steps: int, warmup: int) -> dict:
         def __getitem__(self, i):
             return transform(pictures[i])
 
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)  # what Trainer does with train.seed: the same initial weights
     loader = DataLoader(Pictures(), batch_size=BATCH, shuffle=True, drop_last=True)
     model = use_article_forms(build_unet(cfg.model)).to(device)
     schedule = NoiseSchedule.from_name("linear", T).to(device)
@@ -210,6 +213,8 @@ def run_worker(args) -> None:
 
     import torch
 
+    global SEED
+    SEED = args.seed
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -233,6 +238,7 @@ def run_worker(args) -> None:
 def measure(kind: str, way: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, way, "--device", args.device, "--precision", args.precision]
     cmd += ["--train-steps", str(args.train_steps), "--warmup", str(args.warmup), "--sample-steps", str(args.sample_steps)]
+    cmd += ["--seed", str(args.seed)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = dict(os.environ)
@@ -273,6 +279,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="training steps run before timing")
     p.add_argument("--sample-steps", type=int, default=T, help="reverse steps timed (of 300; each costs the same)")
     p.add_argument("--loss-steps", type=int, default=0, help="also train both ways this many steps and compare losses")
+    p.add_argument("--seed", type=int, default=0, help="training runs: initial weights, data order and noise")
     p.add_argument("--quick", action="store_true", help="1 round, 4 training steps, 30 sampling steps timed")
     p.add_argument("--only", nargs="+", choices=("train", "ddpm", "ddim"), default=("train", "ddpm", "ddim"))
     args = p.parse_args()
@@ -312,7 +319,7 @@ def main() -> None:
         for way in ours:
             print_table(results, args, way)
     if args.loss_steps:
-        print(f"\nloss over {args.loss_steps} steps from the same initial weights (mean of each fifth):")
+        print(f"\nloss over {args.loss_steps} steps from the same initial weights (seed {args.seed}; mean of each fifth):")
         args.train_steps, args.warmup = args.loss_steps, 0
         for way in ("article", "ours"):
             losses = measure("train", way, args)["losses"]
