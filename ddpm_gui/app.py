@@ -51,8 +51,8 @@ def leave_a_core_for_the_window() -> None:
 
     PyTorch's threads take every core they are given; when the window's own thread has to
     wait for one, every repaint waits. Measured on a 2-core machine with the default
-    training run in the app: 1.1 s per step with 2 torch threads at the window's priority,
-    0.4 s with 1. Must run before torch is imported.
+    training run in the app: 2 torch threads at the window's priority made the longest GUI
+    stalls 39-70 ms (the limit is 50). Must run before torch is imported.
     """
     thread_priority.choose_torch_threads()
 
