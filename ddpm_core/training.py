@@ -30,7 +30,7 @@ from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
 from .losses import p_losses
 from .samplers import sample
 from .schedules import NoiseSchedule
-from .speed import autocast, autocast_dtype, configure_backend, prefers_channels_last
+from .speed import autocast, autocast_dtype, configure_backend
 from .unet import Unet, build_unet
 
 
@@ -131,10 +131,9 @@ class Trainer:
 
         configure_backend(self.device)
         self.autocast_dtype = autocast_dtype(tc.precision, self.device)
-        self.memory_format = torch.channels_last if prefers_channels_last(self.device) else torch.contiguous_format
 
         torch.manual_seed(tc.seed)  # weight initialisation
-        self.model: Unet = build_unet(config.model).to(self.device, memory_format=self.memory_format)
+        self.model: Unet = build_unet(config.model).to(self.device)
         self.ema: Optional[Unet] = copy.deepcopy(self.model).requires_grad_(False) if tc.ema else None
         self.schedule = NoiseSchedule.from_name(config.schedule.name, config.schedule.timesteps).to(self.device)
         # Fused Adam is one kernel on a GPU; on the CPU the default (foreach) measured faster.
@@ -273,7 +272,6 @@ class Trainer:
         start = self.batch_in_epoch * self.batch_size
         index = self._order[start : start + self.batch_size]
         batch = make_batch(self.images, index, self.config.data.flip, self.generator)
-        batch = batch.contiguous(memory_format=self.memory_format)
         self.batch_in_epoch += 1
         if self.batch_in_epoch >= self.batches_per_epoch:
             self.batch_in_epoch = 0
