@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="auto, cpu, cuda or mps")
     g.add_argument("--precision", help="auto (bf16 where fast, default), fp32 or bf16")
     g.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the network with torch.compile: about a minute at the start, then faster steps "
+        "on a GPU (1.4x on an H100); for long runs",
+    )
+    g.add_argument(
         "--autosave-minutes", type=float, help="save a checkpoint at least every N minutes (default 10, 0: never)"
     )
 
@@ -210,6 +216,8 @@ def _apply_flags(cfg, a) -> None:
         cfg.data.flip = False
     if a.no_ema:
         cfg.train.ema = False
+    if a.compile:
+        cfg.train.compile = True
     if a.steps is not None:
         cfg.train.steps, cfg.train.epochs = a.steps, None
     elif a.epochs is not None:
@@ -276,6 +284,8 @@ def cmd_train(a) -> int:
         f"device: {describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
     )
     print(f"run folder: {run.root}")
+    if cfg.train.compile:
+        print("compiling the network with torch.compile: the first step takes a minute or more")
     bar = _ProgressBar(trainer.total_steps)
     autosave = AutosaveClock(cfg.train.autosave_minutes)
     last = None

@@ -79,6 +79,9 @@ class TrainConfig:
     # bf16 autocast where the hardware computes it fast (CUDA with bf16, CPUs with AVX-512
     # BF16 or AMX), else fp32; "fp32" and "bf16" force one.
     precision: str = "auto"
+    # torch.compile for training (compiled.py): on a GPU faster steps after about a minute
+    # of compiling at the start; worth it for long runs.
+    compile: bool = False
     autosave_minutes: float = 10.0  # save a checkpoint at least this often (0: never)
 
 
@@ -212,6 +215,7 @@ class RunConfig:
         if t.epochs is not None:
             _int_in("train.epochs", t.epochs, 1, 10**6)
         _bool("train.ema", t.ema)
+        _bool("train.compile", t.compile)
         _float_in("train.ema_decay", t.ema_decay, 0.0, 0.999999)
         _int_in("train.preview_every", t.preview_every, 0, 10**9)
         _int_in("train.preview_count", t.preview_count, 1, 256)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
+from .compiled import CompiledNetwork
 from .config import RunConfig
 from .cuda_graphs import gpu_work, graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
@@ -70,6 +71,9 @@ class StepRecord:
     batch_size: int
     seconds: float  # wall time of this step (on a GPU: the time to queue it)
     elapsed: float  # seconds spent in training steps so far (previews excluded)
+    # Mean wall time per step since the first step of this session: that step records the
+    # CUDA graphs or compiles the network, and would make the first estimates far too long.
+    seconds_per_step: float
     preview: Optional[torch.Tensor] = None  # (N, C, H, W) CPU float in [-1, 1], every preview_every steps
 
     @property
@@ -94,7 +98,7 @@ class StepRecord:
     @property
     def eta_seconds(self) -> float:
         """Estimated seconds left, from the mean time per step so far."""
-        return self.elapsed / max(self.step, 1) * max(self.total_steps - self.step, 0)
+        return self.seconds_per_step * max(self.total_steps - self.step, 0)
 
 
 class Trainer:
@@ -153,6 +157,7 @@ class Trainer:
         self._order: Optional[torch.Tensor] = None
         self.cuda_graphs = cuda_graphs
         self._network: Optional[torch.nn.Module] = None  # what training calls: the model, or its graph
+        self._session_start: Optional[tuple[int, float]] = None  # (step, elapsed) after this session's first step
 
     # ---- the loop -------------------------------------------------------------------
     @property
@@ -183,6 +188,12 @@ class Trainer:
             self.step += 1
             dt = time.perf_counter() - t0
             self.elapsed += dt
+            if self._session_start is None:
+                self._session_start = (self.step, self.elapsed)
+                seconds_per_step = dt
+            else:
+                first_step, first_elapsed = self._session_start
+                seconds_per_step = (self.elapsed - first_elapsed) / (self.step - first_step)
             record = StepRecord(
                 step=self.step,
                 total_steps=self.total_steps,
@@ -191,6 +202,7 @@ class Trainer:
                 batch_size=int(t.shape[0]),
                 seconds=dt,
                 elapsed=self.elapsed,
+                seconds_per_step=seconds_per_step,
             )
             # On the CPU the value is already there; on a GPU the previous step is checked
             # once this one is queued, so the device never waits for the host.
@@ -222,10 +234,12 @@ class Trainer:
         return loss, t, per_sample
 
     def _training_network(self, x: torch.Tensor, t: torch.Tensor) -> torch.nn.Module:
-        # Recorded at the first step, once the weights are loaded; every batch has this shape.
+        # Compiled and recorded at the first step, once the weights are loaded; every batch
+        # has this shape.
         if self._network is None:
-            graphed = graph_training_network(self.model, x, t, self.autocast_dtype) if self.cuda_graphs else None
-            self._network = graphed if graphed is not None else self.model
+            network = CompiledNetwork(self.model) if self.config.train.compile else self.model
+            graphed = graph_training_network(network, x, t, self.autocast_dtype) if self.cuda_graphs else None
+            self._network = graphed if graphed is not None else network
         return self._network
 
     def _check_unchecked(self) -> None:

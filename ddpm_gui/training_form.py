@@ -176,6 +176,13 @@ class TrainingForm(QWidget):
             "where the GPU or CPU computes it fast, else fp32. fp32 is the safe choice if the loss turns NaN. "
             "The Denoising tab samples in the same precision.",
         )
+        self.compile = QCheckBox("Compile the network (long runs)")
+        self.compile.setToolTip(
+            "Compile the U-Net with torch.compile, which fuses its many small operations into fewer, "
+            "faster ones. The first step then takes about a minute; on a GPU each later step is faster "
+            "(1.4x on an H100), so it pays off only for runs of many thousands of steps. "
+            "If compiling fails, training goes on without it."
+        )
         self.autosave = _edit(
             "Save a checkpoint of the running training this often, so a crash or power cut loses at most "
             "this much work. Minutes; 0 turns autosave off. File → Recover autosave… opens them."
@@ -218,6 +225,7 @@ class TrainingForm(QWidget):
         f.addRow("Seed", self.seed)
         f.addRow("Device", self.device)
         f.addRow("Precision", self.precision)
+        f.addRow("", self.compile)
         autosave_row = QHBoxLayout()
         autosave_row.addWidget(self.autosave, 1)
         autosave_row.addWidget(QLabel("minutes (0: off)"))
@@ -257,6 +265,7 @@ class TrainingForm(QWidget):
         for box in (self.loss, self.length_unit, self.device, self.precision):
             box.currentIndexChanged.connect(self.changed)
         self.ema.toggled.connect(self.changed)
+        self.compile.toggled.connect(self.changed)
         # Shared settings go to the state when a value is complete, not on every keystroke.
         self.dataset.currentIndexChanged.connect(self._on_dataset_chosen)
         self.channels.currentIndexChanged.connect(self._publish_data)
@@ -301,6 +310,7 @@ class TrainingForm(QWidget):
                 self.device.addItem(f"{t.device} (not available here)", t.device)
             _select(self.device, t.device)
             _select(self.precision, t.precision)
+            self.compile.setChecked(bool(t.compile))
             self.autosave.setText(f"{t.autosave_minutes:g}")
         finally:
             for w in widgets:
@@ -362,6 +372,7 @@ class TrainingForm(QWidget):
         t.seed = read(self.seed, "Seed", lambda: parse_int(self.seed.text(), 0, 2**63 - 1))
         t.device = self.device.currentData()
         t.precision = self.precision.currentData()
+        t.compile = self.compile.isChecked()
         t.autosave_minutes = read(
             self.autosave, "Autosave every",
             lambda: parse_float(self.autosave.text(), 0.0, MAX_AUTOSAVE_MINUTES, example="10 (minutes), or 0 for off"),

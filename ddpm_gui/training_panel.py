@@ -529,7 +529,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._run_batch_size = info["batch_size"]
         self.progress.setRange(0, max(info["total_steps"], 1))
         self.progress.setValue(info["step"])
-        self.progress.setFormat("%v / %m steps")
+        # torch.compile works through the first step for a minute or so: say why nothing moves.
+        self.progress.setFormat("compiling the network (about a minute)…" if info.get("compile") else "%v / %m steps")
         self.loss_plot.set_run_length(info["total_steps"] - info["step"])
         self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
         text = (
@@ -548,6 +549,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._step = p["step"]
         self.progress.setMaximum(max(p["total_steps"], 1))
         self.progress.setValue(p["step"])
+        self.progress.setFormat("%v / %m steps")
         self._show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
         self.progressed.emit(self._step)
 

@@ -107,6 +107,9 @@ def test_save_config_round_trip(tmp_path):
     assert main(["train", *TINY, "--schedule", "cosine", "--save-config", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["schedule"]["name"] == "cosine" and d["model"]["dim_mults"] == [1, 2]
+    assert d["train"]["compile"] is False
+    assert main(["train", *TINY, "--compile", "--save-config", str(out)]) == 0
+    assert json.loads(out.read_text())["train"]["compile"] is True
 
 
 def test_forward_gif_from_shapes_and_from_an_image(tmp_path):

@@ -117,6 +117,7 @@ def _well_typed(cfg: RunConfig) -> None:
         "train.steps": t.steps is None or is_int(t.steps),
         "train.epochs": t.epochs is None or is_int(t.epochs),
         "train.ema": isinstance(t.ema, bool),
+        "train.compile": isinstance(t.compile, bool),
         "train.ema_decay": is_num(t.ema_decay),
         "train.seed": is_int(t.seed),
         "train.device": isinstance(t.device, str),

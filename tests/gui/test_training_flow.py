@@ -9,6 +9,7 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ddpm_core.checkpoint import load_checkpoint
@@ -335,3 +336,29 @@ def test_loss_by_timestep_bins_per_sample_losses():
     assert means[0] == pytest.approx(2.0)  # t = 0 and 1 share the first bin
     assert means[-1] == pytest.approx(0.5)
     assert np.isnan(means[5])
+
+
+def test_a_compiled_run_says_it_is_compiling_then_counts_steps(qtbot, panel, make_config, monkeypatch):
+    from ddpm_core import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")  # traces like Inductor, builds nothing
+    cfg = make_config(steps=3)
+    cfg.train.compile = True
+    panel.set_config(cfg)
+    assert panel.form.compile.isChecked() and panel.config().train.compile
+    shown, set_format = [], panel.progress.setFormat
+
+    def record(text):
+        shown.append(text)
+        set_format(text)
+
+    monkeypatch.setattr(panel.progress, "setFormat", record)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+        assert panel.start()
+    # Once the trainer exists, the bar says why the first step takes long, then counts steps.
+    compiling = shown.index("compiling the network (about a minute)…")
+    assert shown[compiling + 1 :] and set(shown[compiling + 1 :]) == {"%v / %m steps"}
+    assert panel.trainer.step == 3 and panel.progress.format() == "%v / %m steps"
+    torch._dynamo.reset()
+    panel.form.compile.setChecked(False)
+    assert panel.config().train.compile is False
