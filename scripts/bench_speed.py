@@ -17,6 +17,8 @@ with glibc's default allocator, batches made by a DataLoader from per-image PIL 
 every x_t copied to NumPy, as the notebook does. "Ours": `Trainer` and the samplers as the
 app and the command line run them (precision 'auto', tuned allocator, tensors kept on the
 device, EMA on, CUDA graphs on a GPU); on a GPU "ours-eager" is the same without graphs.
+"ours-compiled" (training only, listed in --ways) also sets train.compile: its warm-up
+steps, which compile the network, are timed apart and printed.
 
 Every variant runs in its own process, one after another in alternating order, so each
 starts with a fresh allocator and reports its own peak memory (peak resident set on the
@@ -128,17 +130,22 @@ def train_article(device, steps: int, warmup: int) -> dict:
     return {"seconds_per_step": seconds, "losses": losses, "peak_mb": _peak_memory_mb(device)}
 
 
-def train_ours(device, steps: int, warmup: int, precision: str = "auto", graphs: bool = True) -> dict:
+def train_ours(
+    device, steps: int, warmup: int, precision: str = "auto", graphs: bool = True, compile: bool = False
+) -> dict:
     from ddpm_core.speed import describe_precision
     from ddpm_core.training import Trainer
 
     cfg = _article_config()
     cfg.train.precision = precision
+    cfg.train.compile = compile
     trainer = Trainer(cfg, device=device, cuda_graphs=graphs)
     loop = trainer.steps()
+    t0 = time.perf_counter()
     records = [next(loop) for _ in range(warmup)]
     # No host sync per step (the trainer never waits for the device): time the steps together.
     _sync(device)
+    warmup_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     records += [next(loop) for _ in range(steps)]
     _sync(device)
@@ -147,7 +154,8 @@ def train_ours(device, steps: int, warmup: int, precision: str = "auto", graphs:
         "seconds_per_step": seconds,
         "losses": [r.loss for r in records],
         "peak_mb": _peak_memory_mb(device),
-        "precision": describe_precision(trainer.autocast_dtype),
+        "precision": describe_precision(trainer.autocast_dtype) + (", compiled" if compile else ""),
+        "warmup_seconds": warmup_seconds,
     }
 
 
@@ -224,7 +232,7 @@ def run_worker(args) -> None:
         if way == "article":
             result = train_article(device, args.train_steps, args.warmup)
         else:
-            result = train_ours(device, args.train_steps, args.warmup, args.precision, graphs)
+            result = train_ours(device, args.train_steps, args.warmup, args.precision, graphs, way == "ours-compiled")
     elif way == "article":
         result = sample_article(device, args.sample_steps)
     else:
@@ -282,6 +290,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="training runs: initial weights, data order and noise")
     p.add_argument("--quick", action="store_true", help="1 round, 4 training steps, 30 sampling steps timed")
     p.add_argument("--only", nargs="+", choices=("train", "ddpm", "ddim"), default=("train", "ddpm", "ddim"))
+    p.add_argument(
+        "--ways",
+        nargs="+",
+        choices=("article", "ours", "ours-eager", "ours-compiled"),
+        help="which ways to run (default: article, ours, and ours-eager on a GPU; ours-compiled trains only)",
+    )
     args = p.parse_args()
     if args.worker:
         return run_worker(args)
@@ -291,7 +305,10 @@ def main() -> None:
     from ddpm_core.device import pick_device
 
     # On a GPU "ours" replays CUDA graphs; "ours-eager" shows what the rest does without them.
-    ours = ("ours", "ours-eager") if pick_device(args.device).type == "cuda" else ("ours",)
+    ways = args.ways or ["article", "ours"] + (["ours-eager"] if pick_device(args.device).type == "cuda" else [])
+    if "article" not in ways:
+        sys.exit("--ways must include article: every figure is a ratio to it")
+    ours = [way for way in ways if way != "article"]
     print(machine())
     print(
         f"article config: dim 28, mults (1,2,4), 28x28x1, T={T}, batch {BATCH}; sampling {SAMPLES} images; "
@@ -301,11 +318,12 @@ def main() -> None:
     if "train" in args.only:
         plan.append(("train", "article", "train"))
         plan += [("train", way, "train") for way in ours]
+    samplers = [way for way in ours if way != "ours-compiled"]
     if "ddpm" in args.only:
         plan.append(("ddpm", "article", "sample"))
-        plan += [("ddpm", way, "ddpm") for way in ours]
+        plan += [("ddpm", way, "ddpm") for way in samplers]
     if "ddim" in args.only:
-        plan += [("ddim", way, "ddim") for way in ours]
+        plan += [("ddim", way, "ddim") for way in samplers]
     results: dict = {}
     for r in range(args.rounds):
         order = plan if r % 2 == 0 else list(reversed(plan))  # alternate who goes first
@@ -313,7 +331,7 @@ def main() -> None:
             res = measure(kind, way, args)
             results.setdefault((name, way), []).append(res)
             shown = res.get("seconds_per_step", res.get("seconds"))
-            print(f"  round {r + 1}: {name:5s} {way:10s} {shown:8.3f} s   peak {res['peak_mb']:7.0f} MB", flush=True)
+            print(f"  round {r + 1}: {name:5s} {way:13s} {shown:8.3f} s   peak {res['peak_mb']:7.0f} MB", flush=True)
 
     if results:
         for way in ours:
@@ -333,23 +351,28 @@ def print_table(results: dict, args, ours: str = "ours") -> None:
         way = ours if way == "ours" else way
         return statistics.median(x[key] for x in results[(name, way)])
 
+    def has(name):
+        return (name, ours) in results
+
     print()
     print(f"{'':28s}{'article':>14s}{ours:>14s}{'ratio':>9s}{'target':>9s}")
-    if "train" in args.only:
+    if has("train"):
         a, o = BATCH / med("train", "article", "seconds_per_step"), BATCH / med("train", "ours", "seconds_per_step")
         prec = results[("train", ours)][0].get("precision", "")
         print(f"{'training images/s':28s}{a:14.1f}{o:14.1f}{o / a:8.2f}x{'5x':>9s}   ({prec})")
         am, om = med("train", "article", "peak_mb"), med("train", "ours", "peak_mb")
         print(f"{'  peak memory (MB)':28s}{am:14.0f}{om:14.0f}{om / am:8.2f}x{'<=1x':>9s}")
-    if "ddpm" in args.only or "ddim" in args.only:
-        base = med("ddpm", "article", "seconds") if ("ddpm", "article") in results else None
-    if "ddpm" in args.only:
+        if ours == "ours-compiled":
+            warm = med("train", "ours", "warmup_seconds")
+            print(f"{'  warm-up steps (compiling)':28s}{'':14s}{warm:13.1f}s   ({args.warmup} steps, paid once per run)")
+    base = med("ddpm", "article", "seconds") if ("ddpm", "article") in results else None
+    if has("ddpm"):
         a, o = SAMPLES / base, SAMPLES / med("ddpm", "ours", "seconds")
         print(f"{'DDPM 300 steps, images/s':28s}{a:14.2f}{o:14.2f}{o / a:8.2f}x{'3x':>9s}")
         print(f"{'  seconds for 64 images':28s}{base:14.1f}{med('ddpm', 'ours', 'seconds'):14.1f}")
         am, om = med("ddpm", "article", "peak_mb"), med("ddpm", "ours", "peak_mb")
         print(f"{'  peak memory (MB)':28s}{am:14.0f}{om:14.0f}{om / am:8.2f}x")
-    if "ddim" in args.only and base is not None:
+    if has("ddim") and base is not None:
         o = med("ddim", "ours", "seconds")
         print(f"{'DDIM 50 vs DDPM 300, img/s':28s}{SAMPLES / base:14.2f}{SAMPLES / o:14.2f}{base / o:8.2f}x{'15x':>9s}")
         print(f"{'  peak memory (MB)':28s}{'':14s}{med('ddim', 'ours', 'peak_mb'):14.0f}")
