@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--compile",
         action="store_true",
-        help="compile the network with torch.compile: about a minute at the start, then faster steps "
-        "on a GPU (1.4x on an H100); for long runs",
+        help="CUDA GPUs: compile the network with torch.compile, about a minute at the start, then "
+        "faster steps (1.4x on an H100); for long runs",
     )
     g.add_argument(
         "--autosave-minutes", type=float, help="save a checkpoint at least every N minutes (default 10, 0: never)"
@@ -284,8 +284,11 @@ def cmd_train(a) -> int:
         f"device: {describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
     )
     print(f"run folder: {run.root}")
-    if cfg.train.compile:
+    if trainer.compiles:
         print("compiling the network with torch.compile: the first step takes a minute or more")
+    elif cfg.train.compile:
+        print(f"note: --compile is used on CUDA GPUs only (on a CPU it made training slower); "
+              f"training on {describe_device(trainer.device)} without it")
     bar = _ProgressBar(trainer.total_steps)
     autosave = AutosaveClock(cfg.train.autosave_minutes)
     last = None

@@ -3,9 +3,13 @@
 On a GPU the article-sized U-Net spends most of a training step in a thousand or so small
 elementwise and normalisation kernels. torch.compile (TorchInductor) fuses them into a few
 generated kernels. Measured on an H100 (fp32 with TF32, CUDA graphs either way): 9.8 ms per
-step against 14.2 ms, after 60-75 s of compiling at the first step. That pays for itself
-after roughly 15,000 steps, so it is off unless asked for: worth it for long runs on a GPU
-server, not for a first look. On a CPU compiling takes minutes for little gain.
+step against 14.2 ms, after 60-73 s of compiling at the first step. That pays for itself
+after about 14,000 steps, so it is off unless asked for: worth it for long runs on a GPU
+server, not for a first look.
+
+On a CPU it is not used even when asked for: on this project's 2-core CPU (bf16) compiling
+took 178 s and each step then took 3.15 s against 1.28 s uncompiled
+(benchmarks/cpu_2core_epyc_compiled_session5.log).
 
 If compiling fails (no C compiler, no Triton on this platform), training warns once and goes
 on with the network as it is: the same math, only slower.
@@ -23,6 +27,13 @@ from .device import is_out_of_memory
 # The compiler torch.compile hands the traced network to; tests use "aot_eager", which
 # traces forward and backward the same way but runs them without generating code.
 BACKEND = "inductor"
+# The device types where compiling was measured to pay off (tests add the CPU).
+PAYS_OFF_ON = ("cuda",)
+
+
+def compiles_on(device: torch.device) -> bool:
+    """Whether `train.compile` compiles on this device."""
+    return device.type in PAYS_OFF_ON
 
 
 class CompiledNetwork(nn.Module):

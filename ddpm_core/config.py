@@ -79,8 +79,8 @@ class TrainConfig:
     # bf16 autocast where the hardware computes it fast (CUDA with bf16, CPUs with AVX-512
     # BF16 or AMX), else fp32; "fp32" and "bf16" force one.
     precision: str = "auto"
-    # torch.compile for training (compiled.py): on a GPU faster steps after about a minute
-    # of compiling at the start; worth it for long runs.
+    # torch.compile for training on CUDA GPUs (compiled.py): faster steps after about a
+    # minute of compiling at the start; worth it for long runs.
     compile: bool = False
     autosave_minutes: float = 10.0  # save a checkpoint at least this often (0: never)
 

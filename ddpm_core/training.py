@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
-from .compiled import CompiledNetwork
+from .compiled import CompiledNetwork, compiles_on
 from .config import RunConfig
 from .cuda_graphs import gpu_work, graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
@@ -156,6 +156,7 @@ class Trainer:
         self._unchecked: Optional[StepRecord] = None  # a step whose loss is not checked yet
         self._order: Optional[torch.Tensor] = None
         self.cuda_graphs = cuda_graphs
+        self.compiles = tc.compile and compiles_on(self.device)  # train.compile, where it pays off
         self._network: Optional[torch.nn.Module] = None  # what training calls: the model, or its graph
         self._session_start: Optional[tuple[int, float]] = None  # (step, elapsed) after this session's first step
 
@@ -237,7 +238,7 @@ class Trainer:
         # Compiled and recorded at the first step, once the weights are loaded; every batch
         # has this shape.
         if self._network is None:
-            network = CompiledNetwork(self.model) if self.config.train.compile else self.model
+            network = CompiledNetwork(self.model) if self.compiles else self.model
             graphed = graph_training_network(network, x, t, self.autocast_dtype) if self.cuda_graphs else None
             self._network = graphed if graphed is not None else network
         return self._network

@@ -179,8 +179,9 @@ class TrainingForm(QWidget):
         self.compile = QCheckBox("Compile the network (long runs)")
         self.compile.setToolTip(
             "Compile the U-Net with torch.compile, which fuses its many small operations into fewer, "
-            "faster ones. The first step then takes about a minute; on a GPU each later step is faster "
+            "faster ones. The first step then takes about a minute and each later step is faster "
             "(1.4x on an H100), so it pays off only for runs of many thousands of steps. "
+            "NVIDIA GPUs (CUDA) only: on a CPU it made training slower, so there it is not used. "
             "If compiling fails, training goes on without it."
         )
         self.autosave = _edit(

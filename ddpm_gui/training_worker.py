@@ -154,7 +154,7 @@ class TrainingWorker(LoopWorker):
                 "batch_size": int(trainer.batch_size),
                 "parameters": count_parameters(trainer.model),
                 "device": f"{describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}",
-                "compile": bool(trainer.config.train.compile),
+                "compile": bool(trainer.compiles),
             }
         )
         self._published_step = -1 if trainer.step == 0 else int(trainer.step)

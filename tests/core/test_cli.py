@@ -102,6 +102,11 @@ def test_bad_config_file(tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
+def test_compile_on_the_cpu_trains_without_it_and_says_so(tmp_path, capsys):
+    assert main(["train", *TINY, "--steps", "1", "--compile", "--out", str(tmp_path / "run")]) == 0
+    assert "--compile is used on CUDA GPUs only" in capsys.readouterr().out
+
+
 def test_save_config_round_trip(tmp_path):
     out = tmp_path / "cfg.json"
     assert main(["train", *TINY, "--schedule", "cosine", "--save-config", str(out)]) == 0

@@ -1,8 +1,9 @@
 """train.compile: the network trained through torch.compile computes what it computes without.
 
-The real compiler (TorchInductor) generates and builds code, which takes minutes on a small
-CPU; these tests hand the traced network to "aot_eager", which traces forward and backward
-the same way and runs the traced graphs as they are. The device tests run Inductor on a GPU.
+Compiling is used on CUDA only (on a CPU it was slower). The real compiler (TorchInductor)
+generates and builds code, which takes minutes on a small CPU; these tests let the CPU
+compile and hand the traced network to "aot_eager", which traces forward and backward the
+same way and runs the traced graphs as they are. The device tests run Inductor on a GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def fresh_compiler():
     torch._dynamo.reset()  # compiled code of one test never serves another
 
 
+@pytest.fixture
+def cpu_compiles(monkeypatch):
+    monkeypatch.setattr(compiled, "PAYS_OFF_ON", ("cpu", "cuda"))
+
+
 def run(compile: bool, steps: int = 5) -> tuple[list[float], Trainer]:
     cfg = tiny("fp32", steps)
     cfg.train.compile = compile
@@ -32,7 +38,7 @@ def run(compile: bool, steps: int = 5) -> tuple[list[float], Trainer]:
     return [r.loss for r in trainer.steps()], trainer
 
 
-def test_compiled_training_gives_the_same_losses(monkeypatch):
+def test_compiled_training_gives_the_same_losses(monkeypatch, cpu_compiles):
     traced = []
     aot_eager = torch._dynamo.lookup_backend("aot_eager")
 
@@ -52,7 +58,7 @@ def test_compiled_training_gives_the_same_losses(monkeypatch):
     assert type(trainer.model).__name__ == "Unet" and not hasattr(trainer.ema, "_compiled")
 
 
-def test_a_compiler_that_fails_warns_once_and_training_goes_on(monkeypatch):
+def test_a_compiler_that_fails_warns_once_and_training_goes_on(monkeypatch, cpu_compiles):
     def broken(graph, inputs):
         raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
 
@@ -63,6 +69,11 @@ def test_a_compiler_that_fails_warns_once_and_training_goes_on(monkeypatch):
     assert len([w for w in seen if "could not compile" in str(w.message)]) == 1
     assert trainer._network.failed
     np.testing.assert_allclose(losses, plain, rtol=1e-5)
+
+
+def test_on_the_cpu_compile_is_not_used():
+    _, trainer = run(compile=True, steps=1)
+    assert not trainer.compiles and trainer._network is trainer.model
 
 
 def test_the_estimate_of_time_left_leaves_out_the_first_step(monkeypatch):

@@ -72,7 +72,9 @@ def test_recorded_training_steps_follow_the_plain_ones(precision):
 def test_compiled_training_follows_the_plain_steps(monkeypatch):
     """train.compile: on a GPU TorchInductor's generated kernels, recorded in CUDA graphs."""
     if DEVICE.type != "cuda":
-        # Inductor builds C++ for minutes on a small CPU; aot_eager traces the same graphs.
+        # Not used on a CPU (slower there); Inductor builds C++ for minutes on a small CPU,
+        # and aot_eager traces the same graphs.
+        monkeypatch.setattr(compiled, "PAYS_OFF_ON", ("cpu", "cuda"))
         monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
     plain = losses(Trainer(config()))
     trainer = Trainer(config(compile=True))

@@ -341,6 +341,7 @@ def test_loss_by_timestep_bins_per_sample_losses():
 def test_a_compiled_run_says_it_is_compiling_then_counts_steps(qtbot, panel, make_config, monkeypatch):
     from ddpm_core import compiled
 
+    monkeypatch.setattr(compiled, "PAYS_OFF_ON", ("cpu", "cuda"))  # CUDA only, but no GPU here
     monkeypatch.setattr(compiled, "BACKEND", "aot_eager")  # traces like Inductor, builds nothing
     cfg = make_config(steps=3)
     cfg.train.compile = True
