@@ -154,7 +154,8 @@ def train_ours(
         "seconds_per_step": seconds,
         "losses": [r.loss for r in records],
         "peak_mb": _peak_memory_mb(device),
-        "precision": describe_precision(trainer.autocast_dtype) + (", compiled" if compile else ""),
+        "precision": describe_precision(trainer.autocast_dtype)
+        + (", compiled" if trainer.compiles else ", not compiled (CUDA only)" if compile else ""),
         "warmup_seconds": warmup_seconds,
     }
 
