@@ -12,7 +12,8 @@ took 178 s and each step then took 3.15 s against 1.28 s uncompiled
 (benchmarks/cpu_2core_epyc_compiled_session5.log).
 
 If compiling fails (no C compiler, no Triton on this platform), training warns once and goes
-on with the network as it is: the same math, only slower.
+on with the network as it is: the same math, only slower. The backward pass compiles at its
+first use, so the first call also runs a trial backward pass: a failure there falls back too.
 """
 
 from __future__ import annotations
@@ -46,20 +47,35 @@ class CompiledNetwork(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        # Kept outside the module tree: it wraps `net`, which is registered already.
-        self.__dict__["_compiled"] = torch.compile(net, backend=BACKEND)
+        # Kept outside the module tree: it wraps `net`, which is registered already. Shapes
+        # are fixed within a run (training drops the ragged last batch): dynamic=False keeps
+        # a run with other shapes from making every later compile a slower, generic one.
+        self.__dict__["_compiled"] = torch.compile(net, backend=BACKEND, dynamic=False)
         self.failed = False
+        self._proven = False  # compiled forward and backward have run once
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self._proven:
+            return self._compiled(x, t)
         if not self.failed:
             try:
-                return self._compiled(x, t)
+                out = self._compiled(x, t)
+                self._try_backward(out)
+                self._proven = True
+                return out
             except Exception as e:  # noqa: BLE001 - the plain network computes the same
                 if is_out_of_memory(e):
                     raise
                 self.failed = True
                 warnings.warn(f"torch.compile could not compile the network ({_reason(e)}); training without it")
         return self.net(x, t)
+
+    def _try_backward(self, out: torch.Tensor) -> None:
+        # Compiles the backward pass now, where a failure can still fall back; the gradients
+        # are discarded (autograd.grad never touches .grad) and the graph is kept for the step.
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if out.requires_grad and params:
+            torch.autograd.grad(out, params, torch.ones_like(out), retain_graph=True, allow_unused=True)
 
 
 def _reason(error: Exception) -> str:

@@ -7,6 +7,7 @@ asynchronous loss copies, fused Adam) falling back to their plain forms.
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -69,21 +70,70 @@ def test_recorded_training_steps_follow_the_plain_ones(precision):
     np.testing.assert_allclose(graphed, eager, rtol=tol, atol=tol)
 
 
-def test_compiled_training_follows_the_plain_steps(monkeypatch):
-    """train.compile: on a GPU TorchInductor's generated kernels, recorded in CUDA graphs."""
+@pytest.fixture
+def compiler(monkeypatch):
+    """train.compile on this device, counting what torch.compile traces. On a GPU the real
+    compiler (Inductor). A CPU does not compile (it was slower there), and Inductor builds
+    C++ for minutes on a small one: there aot_eager, which traces the same graphs."""
     if DEVICE.type != "cuda":
-        # Not used on a CPU (slower there); Inductor builds C++ for minutes on a small CPU,
-        # and aot_eager traces the same graphs.
         monkeypatch.setattr(compiled, "PAYS_OFF_ON", ("cpu", "cuda"))
         monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
+    backend, traced = torch._dynamo.lookup_backend(compiled.BACKEND), []
+
+    def counting(graph, inputs):
+        traced.append(graph)
+        return backend(graph, inputs)
+
+    monkeypatch.setattr(compiled, "BACKEND", counting)
+    yield traced
+    torch._dynamo.reset()  # compiled code of one test never serves another
+
+
+def compiled_network(trainer: Trainer) -> compiled.CompiledNetwork:
+    return next(m for m in trainer._network.modules() if isinstance(m, compiled.CompiledNetwork))
+
+
+def test_compiled_training_follows_the_plain_steps(compiler):
     plain = losses(Trainer(config()))
     trainer = Trainer(config(compile=True))
-    compiled_losses = losses(trainer)
-    network = next(m for m in trainer._network.modules() if isinstance(m, compiled.CompiledNetwork))
-    assert not network.failed
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="torch.compile could not")  # no fallback
+        compiled_losses = losses(trainer)
+    assert compiler, "torch.compile never traced the network"
+    assert not compiled_network(trainer).failed
+    assert not isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)  # what is saved and copied
     # Fused kernels sum in other orders: fp32-accurate, not bit-identical.
     np.testing.assert_allclose(compiled_losses, plain, rtol=2e-3, atol=2e-3)
-    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("fails_in", ["forward", "backward"])
+def test_a_compiler_that_fails_warns_once_and_training_goes_on(monkeypatch, fails_in):
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.compilers import nop
+
+    def broken(graph, inputs):
+        raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
+
+    # The backward pass compiles at its first use, after the forward pass has run.
+    backend = aot_autograd(fw_compiler=broken if fails_in == "forward" else nop, bw_compiler=broken)
+    monkeypatch.setattr(compiled, "BACKEND", backend)
+    monkeypatch.setattr(compiled, "PAYS_OFF_ON", (DEVICE.type,))
+    plain = losses(Trainer(config()))
+    try:
+        with pytest.warns(UserWarning, match="could not compile the network .*C compiler.*training without it") as seen:
+            trainer = Trainer(config(compile=True))
+            fallen_back = losses(trainer)
+    finally:
+        torch._dynamo.reset()
+    assert len([w for w in seen if "could not compile" in str(w.message)]) == 1
+    assert compiled_network(trainer).failed
+    np.testing.assert_allclose(fallen_back, plain, rtol=2e-3, atol=2e-3)
+
+
+def test_the_cpu_does_not_compile():
+    trainer = Trainer(config(compile=True, steps=1), device="cpu")
+    list(trainer.steps())
+    assert not trainer.compiles and trainer._network is trainer.model
 
 
 def test_training_on_the_device_follows_the_cpu():
