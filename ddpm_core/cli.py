@@ -16,6 +16,7 @@ import datetime as _dt
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -116,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", help="auto (bf16 where fast, default), fp32 or bf16")
     g.add_argument(
         "--compile",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="CUDA GPUs: compile the network with torch.compile, about a minute at the start, then "
-        "faster steps (1.4x on an H100); for long runs",
+        "faster steps (1.4x on an H100); for long runs (--no-compile: a resumed run without it)",
     )
     g.add_argument(
         "--autosave-minutes", type=float, help="save a checkpoint at least every N minutes (default 10, 0: never)"
@@ -216,8 +217,8 @@ def _apply_flags(cfg, a) -> None:
         cfg.data.flip = False
     if a.no_ema:
         cfg.train.ema = False
-    if a.compile:
-        cfg.train.compile = True
+    if a.compile is not None:
+        cfg.train.compile = a.compile
     if a.steps is not None:
         cfg.train.steps, cfg.train.epochs = a.steps, None
     elif a.epochs is not None:
@@ -287,8 +288,8 @@ def cmd_train(a) -> int:
     if trainer.compiles:
         print("compiling the network with torch.compile: the first step takes a minute or more")
     elif cfg.train.compile:
-        print(f"note: --compile is used on CUDA GPUs only (on a CPU it made training slower); "
-              f"training on {describe_device(trainer.device)} without it")
+        print(f"note: compiling (--compile, train.compile) is used on CUDA GPUs only (on a CPU it made "
+              f"training slower); training on {describe_device(trainer.device)} without it")
     bar = _ProgressBar(trainer.total_steps)
     autosave = AutosaveClock(cfg.train.autosave_minutes)
     last = None
@@ -351,7 +352,9 @@ class _ProgressBar:
             self.stream.write("\n")
 
 
-def _hms(seconds: float) -> str:
+def _hms(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "–"
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)

@@ -71,9 +71,9 @@ class StepRecord:
     batch_size: int
     seconds: float  # wall time of this step (on a GPU: the time to queue it)
     elapsed: float  # seconds spent in training steps so far (previews excluded)
-    # Mean wall time per step since the first step of this session: that step records the
-    # CUDA graphs or compiles the network, and would make the first estimates far too long.
-    seconds_per_step: float
+    # Mean wall time per step since the first step of this session, None on that step: it
+    # records the CUDA graphs or compiles the network, so its time says nothing of the rest.
+    seconds_per_step: Optional[float]
     preview: Optional[torch.Tensor] = None  # (N, C, H, W) CPU float in [-1, 1], every preview_every steps
 
     @property
@@ -96,8 +96,10 @@ class StepRecord:
         return self.batch_size / self.seconds if self.seconds > 0 else float("inf")
 
     @property
-    def eta_seconds(self) -> float:
-        """Estimated seconds left, from the mean time per step so far."""
+    def eta_seconds(self) -> Optional[float]:
+        """Estimated seconds left, from `seconds_per_step`; None until a second step is done."""
+        if self.seconds_per_step is None:
+            return None
         return self.seconds_per_step * max(self.total_steps - self.step, 0)
 
 
@@ -191,7 +193,7 @@ class Trainer:
             self.elapsed += dt
             if self._session_start is None:
                 self._session_start = (self.step, self.elapsed)
-                seconds_per_step = dt
+                seconds_per_step = None
             else:
                 first_step, first_elapsed = self._session_start
                 seconds_per_step = (self.elapsed - first_elapsed) / (self.step - first_step)

@@ -104,7 +104,7 @@ def test_bad_config_file(tmp_path, capsys):
 
 def test_compile_on_the_cpu_trains_without_it_and_says_so(tmp_path, capsys):
     assert main(["train", *TINY, "--steps", "1", "--compile", "--out", str(tmp_path / "run")]) == 0
-    assert "--compile is used on CUDA GPUs only" in capsys.readouterr().out
+    assert "compiling (--compile, train.compile) is used on CUDA GPUs only" in capsys.readouterr().out
 
 
 def test_save_config_round_trip(tmp_path):
@@ -115,6 +115,8 @@ def test_save_config_round_trip(tmp_path):
     assert d["train"]["compile"] is False
     assert main(["train", *TINY, "--compile", "--save-config", str(out)]) == 0
     assert json.loads(out.read_text())["train"]["compile"] is True
+    assert main(["train", "--config", str(out), "--no-compile", "--save-config", str(out)]) == 0
+    assert json.loads(out.read_text())["train"]["compile"] is False
 
 
 def test_forward_gif_from_shapes_and_from_an_image(tmp_path):

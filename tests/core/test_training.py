@@ -108,3 +108,26 @@ def test_resume_with_more_steps_and_weights_only_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="model settings"):
         Trainer.from_checkpoint(path, overrides=lambda c: setattr(c.model, "dim", 16))
+
+
+def test_the_estimate_of_time_left_leaves_out_the_first_step(monkeypatch):
+    # A session's first step records CUDA graphs or compiles: here it takes 100 s, every
+    # later one 1 s. The estimate follows the later steps, and there is none after the first.
+    durations = iter([100.0] + [1.0] * 9)
+
+    class Clock:
+        now, in_step = 0.0, False
+
+        @classmethod
+        def perf_counter(cls):  # called as a step starts and as it ends
+            if cls.in_step:
+                cls.now += next(durations)
+            cls.in_step = not cls.in_step
+            return cls.now
+
+    monkeypatch.setattr("ddpm_core.training.time", Clock)
+    records = list(Trainer(tiny_config(steps=10)).steps())
+    assert records[0].seconds == 100.0 and records[0].eta_seconds is None
+    assert records[3].seconds_per_step == pytest.approx(1.0)
+    assert records[3].eta_seconds == pytest.approx(6.0)  # 6 steps left at 1 s each
+    assert records[-1].elapsed == pytest.approx(109.0)
