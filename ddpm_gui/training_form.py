@@ -182,6 +182,7 @@ class TrainingForm(QWidget):
             "faster ones. The first step then takes about a minute and each later step is faster "
             "(1.4x on an H100), so it pays off only for runs of many thousands of steps. "
             "NVIDIA GPUs (CUDA) only: on a CPU it made training slower, so there it is not used. "
+            "While it compiles, sampling on the Denoising tab waits. "
             "If compiling fails, training goes on without it."
         )
         self.autosave = _edit(

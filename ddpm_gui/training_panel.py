@@ -439,7 +439,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         save fails, its message is shown and False keeps the window open to try again.
         Without asking, unsaved progress is let go of, and not asked about again.
         """
-        save_to = None
+        save_to, hidden = None, False
         if ask and self.has_unsaved_progress():
             answer = self.ask_save_before_close()
             if answer == "cancel":
@@ -453,7 +453,13 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             worker = self._worker
             if save_to:
                 result = worker.request_save(save_to)  # served before the loop ends
-            worker.stop_and_wait(STOP_TIMEOUT_S) or worker.wait(None)
+            # A step ends before the thread does: the first one, which may compile the
+            # network for a minute, can take long. The window goes away meanwhile rather
+            # than stand frozen, and comes back only if the user is to decide again.
+            if not worker.stop_and_wait(0.5):
+                self.window().hide()
+                hidden = True
+                worker.stop_and_wait(STOP_TIMEOUT_S) or worker.wait(None)
             self._worker_ended(worker, retire=True)
         for task in list(self._tasks):
             task.wait(None)  # kept in _tasks until their `finished` is delivered
@@ -465,6 +471,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         # The worker's requestFailed / the task's failed shows the message once the
         # window is back in its event loop.
         if result is None or result.error or result.step is None:
+            if hidden:
+                self.window().show()
             return False
         self._saved_step = result.step
         return True
@@ -629,6 +637,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         elif self._trainer is not None:
             done = self._trainer.step >= self._trainer.total_steps
             verb = "finished" if done else "stopped"
+            self.progress.setFormat("%v / %m steps")  # no longer "compiling", whatever came of it
             self.info_label.setText(
                 f"Training {verb} at step {self._trainer.step:,}. Sample it on the Denoising tab, or save a checkpoint."
             )

@@ -80,8 +80,14 @@ class LossBatch:
             "loss": float(last.loss),
             "images_per_sec": float(last.images_per_sec),
             "elapsed": float(last.elapsed),
-            "eta_seconds": float(last.eta_seconds),
+            "eta_seconds": last.eta_seconds,  # None until a second step of this session
         }
+
+
+def _compiling(trainer) -> str:
+    if not trainer.config.train.compile:
+        return ""
+    return ", torch.compile" if trainer.compiles else ", not compiled (CUDA only)"
 
 
 @dataclass
@@ -153,7 +159,8 @@ class TrainingWorker(LoopWorker):
                 "timesteps": int(trainer.schedule.num_timesteps),
                 "batch_size": int(trainer.batch_size),
                 "parameters": count_parameters(trainer.model),
-                "device": f"{describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}",
+                "device": f"{describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
+                + _compiling(trainer),
                 "compile": bool(trainer.compiles),
             }
         )

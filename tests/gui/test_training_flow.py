@@ -354,12 +354,37 @@ def test_a_compiled_run_says_it_is_compiling_then_counts_steps(qtbot, panel, mak
         set_format(text)
 
     monkeypatch.setattr(panel.progress, "setFormat", record)
-    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
-        assert panel.start()
+    try:
+        with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+            assert panel.start()
+    finally:
+        torch._dynamo.reset()  # compiled code of this test never serves another
     # Once the trainer exists, the bar says why the first step takes long, then counts steps.
     compiling = shown.index("compiling the network (about a minute)…")
     assert shown[compiling + 1 :] and set(shown[compiling + 1 :]) == {"%v / %m steps"}
     assert panel.trainer.step == 3 and panel.progress.format() == "%v / %m steps"
-    torch._dynamo.reset()
     panel.form.compile.setChecked(False)
     assert panel.config().train.compile is False
+
+
+def test_closing_during_a_long_step_hides_the_window_instead_of_freezing_it(qtbot, panel, make_config, monkeypatch):
+    # The first step of a compiled run takes a minute; here every step takes 1.5 s.
+    import threading
+    import time
+
+    from ddpm_core.training import Trainer
+
+    in_step, train_step = threading.Event(), Trainer._train_step
+
+    def slow_step(self):
+        in_step.set()
+        time.sleep(1.5)
+        return train_step(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", slow_step)
+    panel.set_config(make_config(steps=5000))
+    panel.show()
+    panel.start()
+    qtbot.waitUntil(in_step.is_set, timeout=WAIT_MS)
+    assert panel.shutdown(ask=False)  # returns once the step has ended and the thread with it
+    assert not panel.isVisible() and not panel.is_running()
