@@ -355,6 +355,8 @@ def print_table(results: dict, args, ours: str = "ours") -> None:
     def has(name):
         return (name, ours) in results
 
+    if not any(has(name) for name in ("train", "ddpm", "ddim")):
+        return
     print()
     print(f"{'':28s}{'article':>14s}{ours:>14s}{'ratio':>9s}{'target':>9s}")
     if has("train"):
@@ -363,7 +365,7 @@ def print_table(results: dict, args, ours: str = "ours") -> None:
         print(f"{'training images/s':28s}{a:14.1f}{o:14.1f}{o / a:8.2f}x{'5x':>9s}   ({prec})")
         am, om = med("train", "article", "peak_mb"), med("train", "ours", "peak_mb")
         print(f"{'  peak memory (MB)':28s}{am:14.0f}{om:14.0f}{om / am:8.2f}x{'<=1x':>9s}")
-        if ours == "ours-compiled":
+        if prec.endswith(", compiled"):
             warm = med("train", "ours", "warmup_seconds")
             print(f"{'  warm-up steps (compiling)':28s}{'':14s}{warm:13.1f}s   ({args.warmup} steps, paid once per run)")
     base = med("ddpm", "article", "seconds") if ("ddpm", "article") in results else None

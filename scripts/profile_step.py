@@ -9,8 +9,8 @@ Prints, for `Trainer` on the article's configuration (bench_speed.py's):
   when that sum is close to the graphed step, the step is bound by the GPU's arithmetic
   and memory, not by launching kernels;
 - the operators that take the most time (torch.profiler), grouped by name.
-With --variants, precision fp32 and bf16, each with and without torch.compile, timed alike
-(compiling takes a minute or more per variant).
+With --variants, precision fp32 and bf16, each timed alike, and on a GPU each also compiled
+(train.compile; compiling takes a minute or more per variant).
 This is a tool for finding what to speed up; bench_speed.py gives the figures to report.
 """
 
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import bench_speed  # noqa: E402
+from ddpm_core.compiled import compiles_on  # noqa: E402
 from ddpm_core.device import pick_device  # noqa: E402
 from ddpm_core.training import Trainer  # noqa: E402
 
@@ -94,7 +95,7 @@ def main() -> None:
         print(f"step without CUDA graphs: {eager * 1e3:.2f} ms")
     if args.variants:
         for precision in ("fp32", "bf16"):
-            for compile in (False, True):
+            for compile in (False, True) if compiles_on(device) else (False,):
                 s = seconds_per_step(device, precision, True, args.steps, compile)
                 print(f"  {precision:5s} compiled={compile!s:5s}: {s * 1e3:.2f} ms per step", flush=True)
     profile(device, args.precision, min(args.steps, 10), args.rows)
