@@ -19,6 +19,7 @@ first use, so the first call also runs a trial backward pass: a failure there fa
 from __future__ import annotations
 
 import warnings
+from typing import Optional
 
 import torch
 from torch import nn
@@ -51,8 +52,12 @@ class CompiledNetwork(nn.Module):
         # are fixed within a run (training drops the ragged last batch): dynamic=False keeps
         # a run with other shapes from making every later compile a slower, generic one.
         self.__dict__["_compiled"] = torch.compile(net, backend=BACKEND, dynamic=False)
-        self.failed = False
+        self.failure: Optional[str] = None  # why compiling failed, once it has
         self._proven = False  # compiled forward and backward have run once
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self._proven:
@@ -66,8 +71,8 @@ class CompiledNetwork(nn.Module):
             except Exception as e:  # noqa: BLE001 - the plain network computes the same
                 if is_out_of_memory(e):
                     raise
-                self.failed = True
-                warnings.warn(f"torch.compile could not compile the network ({_reason(e)}); training without it")
+                self.failure = f"torch.compile could not compile the network ({_reason(e)}); training without it"
+                warnings.warn(self.failure)
         return self.net(x, t)
 
     def _try_backward(self, out: torch.Tensor) -> None:

@@ -159,6 +159,7 @@ class Trainer:
         self._order: Optional[torch.Tensor] = None
         self.cuda_graphs = cuda_graphs
         self.compiles = tc.compile and compiles_on(self.device)  # train.compile, where it pays off
+        self._compiled: Optional[CompiledNetwork] = None
         self._network: Optional[torch.nn.Module] = None  # what training calls: the model, or its graph
         self._session_start: Optional[tuple[int, float]] = None  # (step, elapsed) after this session's first step
 
@@ -240,10 +241,17 @@ class Trainer:
         # Compiled and recorded at the first step, once the weights are loaded; every batch
         # has this shape.
         if self._network is None:
-            network = CompiledNetwork(self.model) if self.compiles else self.model
+            if self.compiles:
+                self._compiled = CompiledNetwork(self.model)
+            network = self._compiled if self._compiled is not None else self.model
             graphed = graph_training_network(network, x, t, self.autocast_dtype) if self.cuda_graphs else None
             self._network = graphed if graphed is not None else network
         return self._network
+
+    @property
+    def compile_failure(self) -> Optional[str]:
+        """Why torch.compile could not compile the network (training then goes on without it)."""
+        return self._compiled.failure if self._compiled is not None else None
 
     def _check_unchecked(self) -> None:
         record, self._unchecked = self._unchecked, None

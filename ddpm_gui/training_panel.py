@@ -558,6 +558,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.progress.setMaximum(max(p["total_steps"], 1))
         self.progress.setValue(p["step"])
         self.progress.setFormat("%v / %m steps")
+        failure = p.get("compile_failure")
+        if failure and ", torch.compile" in self.info_label.text():  # said once, where the run is described
+            self.info_label.setText(self.info_label.text().replace(", torch.compile", ", not compiled (it failed)"))
+            self.state.status.emit(failure)
         self._show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
         self.progressed.emit(self._step)
 

@@ -192,6 +192,7 @@ class TrainingWorker(LoopWorker):
     def _report(self, batch: LossBatch) -> None:
         payload = batch.take()
         if payload is not None:
+            payload["compile_failure"] = self.trainer.compile_failure  # None unless it fell back
             self.progress.emit(payload)
 
     def _publish(self) -> None:

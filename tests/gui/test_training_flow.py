@@ -388,3 +388,26 @@ def test_closing_during_a_long_step_hides_the_window_instead_of_freezing_it(qtbo
     qtbot.waitUntil(in_step.is_set, timeout=WAIT_MS)
     assert panel.shutdown(ask=False)  # returns once the step has ended and the thread with it
     assert not panel.isVisible() and not panel.is_running()
+
+
+@pytest.mark.filterwarnings("ignore:torch.compile could not compile")  # expected: the window says it
+def test_a_compile_that_fails_is_reported_in_the_window(qtbot, panel, make_config, monkeypatch, state):
+    from ddpm_core import compiled
+
+    def broken(graph, inputs):
+        raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
+
+    monkeypatch.setattr(compiled, "PAYS_OFF_ON", ("cpu", "cuda"))  # CUDA only, but no GPU here
+    monkeypatch.setattr(compiled, "BACKEND", broken)
+    cfg = make_config(steps=3)
+    cfg.train.compile = True
+    panel.set_config(cfg)
+    said = []
+    state.status.connect(said.append)
+    try:
+        with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+            assert panel.start()
+    finally:
+        torch._dynamo.reset()
+    assert panel.trainer.step == 3  # trained on without it
+    assert any("could not compile the network" in s and "C compiler" in s for s in said)
