@@ -254,7 +254,6 @@ def cmd_train(a) -> int:
     from .config import RunConfig
     from .device import describe_device
     from .run_folder import RunFolder, latest_checkpoint
-    from .speed import describe_precision
     from .training import Trainer
     from .unet import count_parameters
 
@@ -282,7 +281,7 @@ def cmd_train(a) -> int:
     print(
         f"data: {trainer.dataset.name} | model: {count_parameters(trainer.model):,} parameters | "
         f"T={cfg.schedule.timesteps} {cfg.schedule.name} | batch {trainer.batch_size} | "
-        f"device: {describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
+        f"device: {trainer.describe_compute()}"
     )
     print(f"run folder: {run.root}")
     if trainer.compiles:

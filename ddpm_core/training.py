@@ -26,12 +26,12 @@ from .compiled import CompiledNetwork, compiles_on
 from .config import RunConfig
 from .cuda_graphs import gpu_work, graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
-from .device import free_cached_memory, is_out_of_memory, out_of_memory_message, pick_device
+from .device import describe_device, free_cached_memory, is_out_of_memory, out_of_memory_message, pick_device
 from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
 from .losses import p_losses
 from .samplers import sample
 from .schedules import NoiseSchedule
-from .speed import autocast, autocast_dtype, configure_backend
+from .speed import autocast, autocast_dtype, configure_backend, describe_precision
 from .unet import Unet, build_unet
 
 
@@ -252,6 +252,21 @@ class Trainer:
     def compile_failure(self) -> Optional[str]:
         """Why torch.compile could not compile the network (training then goes on without it)."""
         return self._compiled.failure if self._compiled is not None else None
+
+    @property
+    def compile_state(self) -> str:
+        """What became of train.compile, in a few words ("" when it was not asked for)."""
+        if not self.config.train.compile:
+            return ""
+        if not self.compiles:
+            return "not compiled (CUDA only)"
+        return "not compiled (it failed)" if self.compile_failure else "torch.compile"
+
+    def describe_compute(self) -> str:
+        """Where and how the run computes, e.g. 'CPU (2 threads), bf16 autocast'; the part
+        about torch.compile changes if compiling fails at the first step."""
+        text = f"{describe_device(self.device)}, {describe_precision(self.autocast_dtype)}"
+        return f"{text}, {self.compile_state}" if self.compile_state else text
 
     def _check_unchecked(self) -> None:
         record, self._unchecked = self._unchecked, None

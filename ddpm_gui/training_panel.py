@@ -88,6 +88,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._paused = False
         self._preview_step = 0
         self._run_batch_size = 0  # the live run's batch size, for an out-of-memory suggestion
+        self._run_info: dict = {}  # the live run's description, from its worker's `ready`
         self._zoom: Optional[ZoomDialog] = None
         # Autosave: the folder (None: autosave_files.autosave_folder()) and the clock the
         # worker's AutosaveClock reads; tests point both elsewhere.
@@ -541,13 +542,18 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.progress.setFormat("compiling the network (about a minute)…" if info.get("compile") else "%v / %m steps")
         self.loss_plot.set_run_length(info["total_steps"] - info["step"])
         self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
-        text = (
-            f"{info['dataset']} · {info['parameters']:,} parameters · batch {info['batch_size']} · "
-            f"T = {info['timesteps']} · {info['device']}"
-        )
+        self._run_info = info
+        text = self._describe_run()
         self.info_label.setText(text)
         self.state.status.emit(f"Training: {text}")
         self._show_numbers(info["step"], info["total_steps"], None, None, None)
+
+    def _describe_run(self) -> str:
+        info = self._run_info
+        return (
+            f"{info['dataset']} · {info['parameters']:,} parameters · batch {info['batch_size']} · "
+            f"T = {info['timesteps']} · {info['device']}"
+        )
 
     def _on_progress(self, p: dict) -> None:
         if not self._current():
@@ -558,10 +564,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.progress.setMaximum(max(p["total_steps"], 1))
         self.progress.setValue(p["step"])
         self.progress.setFormat("%v / %m steps")
-        failure = p.get("compile_failure")
-        if failure and ", torch.compile" in self.info_label.text():  # said once, where the run is described
-            self.info_label.setText(self.info_label.text().replace(", torch.compile", ", not compiled (it failed)"))
-            self.state.status.emit(failure)
+        if p["device"] != self._run_info["device"]:  # torch.compile failed; training went on without it
+            self._run_info = {**self._run_info, "device": p["device"]}
+            self.info_label.setText(self._describe_run())
+            self.state.status.emit(p["compile_failure"])
         self._show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
         self.progressed.emit(self._step)
 

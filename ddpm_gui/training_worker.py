@@ -29,9 +29,8 @@ import numpy as np
 from PySide6.QtCore import Signal
 
 from ddpm_core.autosave import AutosaveClock
-from ddpm_core.device import describe_device, is_out_of_memory
+from ddpm_core.device import is_out_of_memory
 from ddpm_core.errors import DDPMError, OutOfMemory, TrainingDiverged
-from ddpm_core.speed import describe_precision
 from ddpm_core.unet import count_parameters
 from ddpm_gui import autosave_files
 from ddpm_gui.state import ModelSnapshot
@@ -82,12 +81,6 @@ class LossBatch:
             "elapsed": float(last.elapsed),
             "eta_seconds": last.eta_seconds,  # None until a second step of this session
         }
-
-
-def _compiling(trainer) -> str:
-    if not trainer.config.train.compile:
-        return ""
-    return ", torch.compile" if trainer.compiles else ", not compiled (CUDA only)"
 
 
 @dataclass
@@ -159,8 +152,7 @@ class TrainingWorker(LoopWorker):
                 "timesteps": int(trainer.schedule.num_timesteps),
                 "batch_size": int(trainer.batch_size),
                 "parameters": count_parameters(trainer.model),
-                "device": f"{describe_device(trainer.device)}, {describe_precision(trainer.autocast_dtype)}"
-                + _compiling(trainer),
+                "device": trainer.describe_compute(),
                 "compile": bool(trainer.compiles),
             }
         )
@@ -192,6 +184,7 @@ class TrainingWorker(LoopWorker):
     def _report(self, batch: LossBatch) -> None:
         payload = batch.take()
         if payload is not None:
+            payload["device"] = self.trainer.describe_compute()
             payload["compile_failure"] = self.trainer.compile_failure  # None unless it fell back
             self.progress.emit(payload)
 

@@ -32,11 +32,6 @@ from ddpm_core.device import pick_device  # noqa: E402
 from ddpm_core.training import Trainer  # noqa: E402
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def seconds_per_step(device, precision: str, graphs: bool, steps: int, compile: bool = False) -> float:
     cfg = bench_speed._article_config()
     cfg.train.precision = precision
@@ -45,11 +40,11 @@ def seconds_per_step(device, precision: str, graphs: bool, steps: int, compile: 
     loop = trainer.steps()
     for _ in range(3):
         next(loop)
-    _sync(device)
+    bench_speed._sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         next(loop)
-    _sync(device)
+    bench_speed._sync(device)
     return (time.perf_counter() - t0) / steps
 
 
@@ -62,12 +57,12 @@ def profile(device, precision: str, steps: int, rows: int) -> None:
     loop = trainer.steps()
     for _ in range(3):
         next(loop)
-    _sync(device)
+    bench_speed._sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         for _ in range(steps):
             next(loop)
-        _sync(device)
+        bench_speed._sync(device)
     events = prof.key_averages()
     if device.type == "cuda":
         kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
