@@ -74,6 +74,8 @@ def test_fast_block_forms_equal_the_article_forms(make, reference, shape):
     expected_grads = torch.autograd.grad(expected.square().sum(), [x, *block.parameters()])
     for g, e in zip(grads, expected_grads):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # sampling's paths, which may compute without gradients in mind
+        torch.testing.assert_close(block(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_the_whole_network_equals_the_article_forms():
