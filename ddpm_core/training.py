@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
+from .batch_threads import map_slices, slice_count
 from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
 from .compiled import CompiledNetwork, compiles_on
 from .config import RunConfig
@@ -227,11 +228,22 @@ class Trainer:
         b = x_start.shape[0]
         # Algorithm 1, line 3: t ~ Uniform({1, ..., T}) (indices 0..T-1 here).
         t = torch.randint(0, self.schedule.num_timesteps, (b,), device=self.device, generator=self.generator)
+        noise = torch.randn(x_start.shape, generator=self.generator, device=self.device, dtype=x_start.dtype)
         network = self._training_network(x_start, t)
-        with autocast(self.device, self.autocast_dtype):
-            loss, per_sample = p_losses(network, self.schedule, x_start, t, loss_type=tc.loss, generator=self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def slice_loss(s: slice) -> torch.Tensor:
+            with autocast(self.device, self.autocast_dtype):
+                loss, per_sample = p_losses(network, self.schedule, x_start[s], t[s], noise[s], loss_type=tc.loss)
+            share = (s.stop - s.start) / b  # of the batch mean; the slices' gradients add up to its gradient
+            (loss if share == 1 else loss * share).backward()
+            return per_sample
+
+        # On a CPU, slices of the batch at once, one core each (batch_threads.py): forward
+        # and backward; the optimizer steps once on the gradients they added up.
+        parts = slice_count(self.device, b) if network is self.model else 1
+        per_sample = torch.cat(map_slices(slice_loss, b, parts))
+        loss = per_sample.mean()
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()

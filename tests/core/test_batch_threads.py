@@ -1,0 +1,112 @@
+"""batch_threads: slices of a batch computed at once in threads give what the whole batch gives."""
+
+import threading
+
+import pytest
+import torch
+
+from ddpm_core import RunConfig, Trainer, batch_threads, cuda_graphs, training
+from ddpm_core.batch_threads import map_slices, slice_count, split
+from ddpm_core.config import ModelConfig
+from ddpm_core.unet import build_unet
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core machine, whatever this one has
+    yield
+    torch.set_num_threads(before)
+
+
+def test_split_covers_the_batch_in_near_equal_parts():
+    assert split(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert split(128, 2) == [slice(0, 64), slice(64, 128)]
+    assert split(5, 1) == [slice(0, 5)]
+
+
+def test_slice_count(two_threads):
+    cpu = torch.device("cpu")
+    assert slice_count(cpu, 128) == 2
+    assert slice_count(cpu, 2 * batch_threads.MIN_IMAGES_PER_SLICE - 1) == 1  # too few images for two
+    assert slice_count(torch.device("cuda"), 128) == 1  # a GPU takes the batch whole
+    torch.set_num_threads(1)
+    assert slice_count(cpu, 128) == 1
+
+
+def test_slices_run_at_the_same_time_each_on_its_share_of_the_threads(two_threads):
+    meet = threading.Barrier(2, timeout=10)  # broken unless both slices are running at once
+
+    def fn(s):
+        meet.wait()
+        return s, torch.get_num_threads(), threading.get_ident()
+
+    (s0, n0, id0), (s1, n1, id1) = map_slices(fn, 9, 2)
+    assert (s0, s1) == (slice(0, 4), slice(4, 9))
+    assert n0 == n1 == 1 and len({id0, id1, threading.get_ident()}) == 3
+    assert torch.get_num_threads() == 2  # this thread keeps its count
+    # ...and so does a thread started afterwards (the process-wide setting is put back).
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [2]
+
+
+def test_slices_keep_the_callers_gradient_mode_and_autocast(two_threads):
+    def fn(_):
+        return torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert map_slices(fn, 4, 2) == [(False, True, torch.bfloat16)] * 2
+    assert map_slices(fn, 4, 2)[0][:2] == (True, False)
+
+
+def test_an_error_in_a_slice_is_raised_in_the_caller_after_all_slices_end(two_threads):
+    ended = []
+
+    def fn(s):
+        if s.start == 0:
+            raise ValueError("slice 0 failed")
+        ended.append(s)
+        return s
+
+    with pytest.raises(ValueError, match="slice 0 failed"):
+        map_slices(fn, 4, 2)
+    assert ended == [slice(2, 4)]
+
+
+def test_sampling_network_in_slices_equals_the_whole_batch(two_threads):
+    torch.manual_seed(0)
+    model = build_unet(ModelConfig(dim=8, dim_mults=(1, 2), channels=1)).eval()
+    x, t = torch.randn(40, 1, 8, 8), torch.randint(0, 50, (40,))
+    eps = cuda_graphs.denoiser(model, x, None)
+    assert slice_count(x.device, 40) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(eps(x, t), model(x, t), atol=1e-5, rtol=1e-5)
+
+
+def tiny_run() -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.dim, cfg.model.dim_mults = 8, (1, 2)
+    cfg.data.image_size, cfg.data.limit = 8, 256
+    cfg.schedule.timesteps = 50
+    cfg.train.batch_size, cfg.train.steps, cfg.train.preview_every = 48, 3, 0
+    cfg.train.device, cfg.train.precision, cfg.train.ema = "cpu", "fp32", False
+    return cfg.validate()
+
+
+def test_a_training_step_in_slices_follows_the_whole_batch(two_threads, monkeypatch):
+    def run(parts):
+        monkeypatch.setattr(training, "slice_count", lambda device, batch: parts)
+        trainer = Trainer(tiny_run())
+        records = [(r.loss, r.per_sample_loss.copy(), r.t.copy()) for r in trainer.steps()]
+        return records, [p.detach().clone() for p in trainer.model.parameters()]
+
+    (whole, w_params), (sliced, s_params) = run(1), run(3)
+    for (loss_w, per_w, t_w), (loss_s, per_s, t_s) in zip(whole, sliced):
+        assert (t_w == t_s).all()  # the same draws: slicing uses no randomness of its own
+        assert loss_s == pytest.approx(loss_w, rel=1e-5)
+        assert per_s == pytest.approx(per_w, rel=1e-4, abs=1e-6)
+    for a, b in zip(w_params, s_params):  # three Adam steps on the summed slice gradients
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
