@@ -123,7 +123,8 @@ def denoiser(
     """ε_θ(x_t, t) in fp32 for a sampling loop over batches shaped like `x`.
 
     On CUDA (with `graphs`) the network is recorded once with the weights as they are now;
-    the loop must not change the weights while it runs.
+    the loop must not change the weights while it runs. On a CPU a batch is computed as
+    slices in threads (batch_threads.py).
     """
 
     def network(cache: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -133,7 +134,7 @@ def denoiser(
                 with autocast(x_t.device, dtype, cache=cache):
                     return model(x_t[s], t[s]).float()
 
-            # On a CPU, slices of the batch at once, one core each (batch_threads.py).
+            # On a CPU, slices of the batch at once, each in its own thread (batch_threads.py).
             parts = map_slices(of_slice, x_t.shape[0], slice_count(x_t.device, x_t.shape[0]))
             return parts[0] if len(parts) == 1 else torch.cat(parts)
 

@@ -231,23 +231,42 @@ class Trainer:
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device, dtype=x_start.dtype)
         network = self._training_network(x_start, t)
         self.optimizer.zero_grad(set_to_none=True)
-
-        def slice_loss(s: slice) -> torch.Tensor:
-            with autocast(self.device, self.autocast_dtype):
-                loss, per_sample = p_losses(network, self.schedule, x_start[s], t[s], noise[s], loss_type=tc.loss)
-            share = (s.stop - s.start) / b  # of the batch mean; the slices' gradients add up to its gradient
-            (loss if share == 1 else loss * share).backward()
-            return per_sample
-
-        # On a CPU, slices of the batch at once, one core each (batch_threads.py): forward
-        # and backward; the optimizer steps once on the gradients they added up.
+        # On a CPU, slices of the batch at once, each in its own thread (batch_threads.py).
         parts = slice_count(self.device, b) if network is self.model else 1
-        per_sample = torch.cat(map_slices(slice_loss, b, parts))
-        loss = per_sample.mean()
+        if parts == 1:
+            with autocast(self.device, self.autocast_dtype):
+                loss, per_sample = p_losses(network, self.schedule, x_start, t, noise, loss_type=tc.loss)
+            loss.backward()
+        else:
+            per_sample = self._backward_in_slices(network, x_start, t, noise, parts)
+            loss = per_sample.mean()
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()
         return loss, t, per_sample
+
+    def _backward_in_slices(self, network, x_start, t, noise, parts: int) -> torch.Tensor:
+        """The batch's loss gradient as the sum of its slices' (forward and backward in each
+        slice's thread); returns the per-sample losses. The sum is taken in slice order, so
+        a run does not depend on which thread finishes first."""
+        b, loss_type = x_start.shape[0], self.config.train.loss
+        params = [p for p in self.model.parameters() if p.requires_grad]
+
+        def slice_gradients(s: slice):
+            with autocast(self.device, self.autocast_dtype):
+                loss, per_sample = p_losses(network, self.schedule, x_start[s], t[s], noise[s], loss_type=loss_type)
+            share = (s.stop - s.start) / b  # of the batch mean
+            return torch.autograd.grad(loss * share, params, allow_unused=True), per_sample
+
+        results = map_slices(slice_gradients, b, parts)
+        for i, p in enumerate(params):
+            grads = [g[i] for g, _ in results if g[i] is not None]
+            if grads:
+                total = grads[0]
+                for g in grads[1:]:
+                    total += g
+                p.grad = total
+        return torch.cat([per_sample for _, per_sample in results])
 
     def _training_network(self, x: torch.Tensor, t: torch.Tensor) -> torch.nn.Module:
         # Compiled and recorded at the first step, once the weights are loaded; every batch

@@ -7,7 +7,8 @@ On a CPU, PyTorch runs convolutions (and bf16 matmuls) through oneDNN. Its verbo
 names the kernel each call used: "amx" in the name means the CPU's AMX tiles,
 "avx512_core_bf16" AVX-512 BF16 only, and "reorder" calls are copies between PyTorch's
 layout and oneDNN's blocked one. This script logs the steps of `Trainer` and of the DDPM
-sampler on the article's configuration (bench_speed.py's) and prints the time per step
+sampler on the article's configuration (bench_speed.py's), each batch whole in one thread
+(not in slices: batch_threads.py), and prints the time per step
 by kind of call and by kernel, against the step's wall time: what is left over is
 PyTorch's own operators (normalisation, activations, softmax, the optimizer).
 A tool for finding what to speed up; bench_speed.py gives the figures to report.
@@ -33,6 +34,7 @@ def child(what: str, steps: int, threads: int) -> None:
     import torch
 
     import bench_speed
+    from ddpm_core.batch_threads import forced_slices
     from ddpm_core.training import Trainer
 
     if threads:
@@ -48,10 +50,13 @@ def child(what: str, steps: int, threads: int) -> None:
         schedule = NoiseSchedule.from_name("linear", bench_speed.T)
         shape = (bench_speed.SAMPLES, 1, bench_speed.IMAGE, bench_speed.IMAGE)
         loop = sample_loop(model, schedule, shape, precision="auto")  # as the app samples
-    for _ in range(3):
-        next(loop)
+    with forced_slices(1):
+        for _ in range(3):
+            next(loop)
     t0 = time.perf_counter()
-    with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+    # The whole batch in this thread: slices in threads (batch_threads.py) would log their
+    # calls at the same time, and their sum would not be a share of the wall time.
+    with forced_slices(1), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
         for _ in range(steps):
             next(loop)
     wall = time.perf_counter() - t0

@@ -8,7 +8,9 @@ Prints, for `Trainer` on the article's configuration (bench_speed.py's):
 - on a GPU, the same step without graphs, and the sum of its GPU kernel time per step:
   when that sum is close to the graphed step, the step is bound by the GPU's arithmetic
   and memory, not by launching kernels;
-- the operators that take the most time (torch.profiler), grouped by name.
+- the operators that take the most time (torch.profiler), grouped by name, with the batch
+  computed whole (on a CPU the app computes it in slices in threads, which the profiler
+  does not see).
 With --variants, precision fp32 and bf16, each timed alike, and on a GPU each also compiled
 (train.compile; compiling takes a minute or more per variant).
 This is a tool for finding what to speed up; bench_speed.py gives the figures to report.
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import bench_speed  # noqa: E402
+from ddpm_core.batch_threads import forced_slices  # noqa: E402
 from ddpm_core.compiled import compiles_on  # noqa: E402
 from ddpm_core.device import pick_device  # noqa: E402
 from ddpm_core.training import Trainer  # noqa: E402
@@ -55,14 +58,17 @@ def profile(device, precision: str, steps: int, rows: int) -> None:
     cfg.train.precision = precision
     trainer = Trainer(cfg, device=device, cuda_graphs=False)  # a graph hides its kernels
     loop = trainer.steps()
-    for _ in range(3):
-        next(loop)
-    bench_speed._sync(device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
-        for _ in range(steps):
+    # The whole batch in this thread: the profiler sees only the thread it was started in,
+    # not the threads a CPU computes batch slices in (batch_threads.py).
+    with forced_slices(1):
+        for _ in range(3):
             next(loop)
         bench_speed._sync(device)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch_profile(activities=activities) as prof:
+            for _ in range(steps):
+                next(loop)
+            bench_speed._sync(device)
     events = prof.key_averages()
     if device.type == "cuda":
         kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")

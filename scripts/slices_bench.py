@@ -25,15 +25,11 @@ import ddpm_core  # noqa: E402,F401  (first, as the app: it sets OpenMP's waitin
 import torch  # noqa: E402
 
 import bench_speed  # noqa: E402
-from ddpm_core import cuda_graphs, training  # noqa: E402
+from ddpm_core.batch_threads import forced_slices, slice_count  # noqa: E402
 from ddpm_core.samplers import sample_loop  # noqa: E402
 from ddpm_core.schedules import NoiseSchedule  # noqa: E402
 from ddpm_core.training import Trainer  # noqa: E402
 from ddpm_core.unet import build_unet  # noqa: E402
-
-
-def use_parts(parts: int) -> None:
-    training.slice_count = cuda_graphs.slice_count = lambda device, batch: parts
 
 
 def main() -> None:
@@ -48,7 +44,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the app's choice: "
-          f"{training.slice_count(cpu, 128)} slices for training, {cuda_graphs.slice_count(cpu, 64)} for sampling")
+          f"{slice_count(cpu, 128)} slices for training, {slice_count(cpu, 64)} for sampling")
     cfg = bench_speed._article_config()
     loops = {n: Trainer(cfg, device=cpu).steps() for n in args.parts}
     model = build_unet(cfg.model).eval().requires_grad_(False)
@@ -56,21 +52,21 @@ def main() -> None:
     shape = (bench_speed.SAMPLES, 1, bench_speed.IMAGE, bench_speed.IMAGE)
 
     def train_ms(parts: int) -> float:
-        use_parts(parts)
-        next(loops[parts])
-        t0 = time.perf_counter()
-        for _ in range(args.train_steps):
+        with forced_slices(parts):
             next(loops[parts])
-        return (time.perf_counter() - t0) / args.train_steps * 1e3
+            t0 = time.perf_counter()
+            for _ in range(args.train_steps):
+                next(loops[parts])
+            return (time.perf_counter() - t0) / args.train_steps * 1e3
 
     def sample_ms(parts: int) -> float:
-        use_parts(parts)
-        loop = sample_loop(model, schedule, shape, sampler="ddim", steps=50, precision="auto")
-        next(loop)
-        t0 = time.perf_counter()
-        for _ in range(args.sample_steps):
+        with forced_slices(parts):
+            loop = sample_loop(model, schedule, shape, sampler="ddim", steps=50, precision="auto")
             next(loop)
-        return (time.perf_counter() - t0) / args.sample_steps * 1e3
+            t0 = time.perf_counter()
+            for _ in range(args.sample_steps):
+                next(loop)
+            return (time.perf_counter() - t0) / args.sample_steps * 1e3
 
     for name, measure in ((f"sampling step, {shape[0]} images", sample_ms), ("training step, batch 128", train_ms)):
         times = {n: [] for n in args.parts}

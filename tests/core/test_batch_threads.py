@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from ddpm_core import RunConfig, Trainer, batch_threads, cuda_graphs, training
+from ddpm_core import RunConfig, Trainer, batch_threads, cuda_graphs
 from ddpm_core.batch_threads import map_slices, slice_count, split
 from ddpm_core.config import ModelConfig
 from ddpm_core.unet import build_unet
@@ -30,6 +30,9 @@ def test_slice_count(two_threads):
     assert slice_count(cpu, 128) == 2
     assert slice_count(cpu, 2 * batch_threads.MIN_IMAGES_PER_SLICE - 1) == 1  # too few images for two
     assert slice_count(torch.device("cuda"), 128) == 1  # a GPU takes the batch whole
+    with batch_threads.forced_slices(3):
+        assert slice_count(cpu, 128) == 3 and slice_count(cpu, 2) == 2
+        assert slice_count(torch.device("cuda"), 128) == 1
     torch.set_num_threads(1)
     assert slice_count(cpu, 128) == 1
 
@@ -60,6 +63,40 @@ def test_slices_keep_the_callers_gradient_mode_and_autocast(two_threads):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert map_slices(fn, 4, 2) == [(False, True, torch.bfloat16)] * 2
     assert map_slices(fn, 4, 2)[0][:2] == (True, False)
+
+
+def test_shares_of_the_threads_cover_them_all():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert sorted(map_slices(lambda s: torch.get_num_threads(), 4, 2)) == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_slice_that_asks_for_slices_computes_them_itself(two_threads):
+    def outer(s):
+        inner = map_slices(lambda s2: threading.get_ident(), 4, 2)
+        return inner == [threading.get_ident()] * 2 and slice_count(torch.device("cpu"), 128) == 1
+
+    assert map_slices(outer, 8, 2) == [True, True]
+
+
+def test_waiting_goes_on_through_an_interrupt_then_raises_it():
+    class Interrupted(threading.Event):
+        calls = 0
+
+        def wait(self, timeout=None):
+            Interrupted.calls += 1
+            if Interrupted.calls == 1:
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    event = Interrupted()
+    threading.Timer(0.05, event.set).start()
+    with pytest.raises(KeyboardInterrupt):
+        batch_threads._wait_for_all([event])
+    assert event.is_set() and Interrupted.calls == 2  # it waited for the slice to end
 
 
 def test_an_error_in_a_slice_is_raised_in_the_caller_after_all_slices_end(two_threads):
@@ -96,12 +133,20 @@ def tiny_run() -> RunConfig:
     return cfg.validate()
 
 
-def test_a_training_step_in_slices_follows_the_whole_batch(two_threads, monkeypatch):
-    def run(parts):
-        monkeypatch.setattr(training, "slice_count", lambda device, batch: parts)
-        trainer = Trainer(tiny_run())
+def train(parts, precision="fp32", steps=3):
+    cfg = tiny_run()
+    cfg.train.precision, cfg.train.steps = precision, steps
+    with batch_threads.forced_slices(parts):
+        trainer = Trainer(cfg)
         records = [(r.loss, r.per_sample_loss.copy(), r.t.copy()) for r in trainer.steps()]
-        return records, [p.detach().clone() for p in trainer.model.parameters()]
+    params = list(trainer.model.parameters())
+    return records, [p.detach().clone() for p in params], [p.grad.clone() for p in params]
+
+
+def test_a_training_step_in_slices_follows_the_whole_batch(two_threads):
+    def run(parts):
+        records, params, _ = train(parts)
+        return records, params
 
     (whole, w_params), (sliced, s_params) = run(1), run(3)
     for (loss_w, per_w, t_w), (loss_s, per_s, t_s) in zip(whole, sliced):
@@ -110,3 +155,18 @@ def test_a_training_step_in_slices_follows_the_whole_batch(two_threads, monkeypa
         assert per_s == pytest.approx(per_w, rel=1e-4, abs=1e-6)
     for a, b in zip(w_params, s_params):  # three Adam steps on the summed slice gradients
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_run_in_slices_does_not_depend_on_which_slice_finishes_first(two_threads):
+    # Three slices: (a + b) + c and (a + c) + b differ in the last bits; the gradients are
+    # added in slice order, so the same seed gives the same weights every time.
+    first, second = train(3), train(3)
+    for a, b in zip(first[1], second[1]):
+        assert torch.equal(a, b)
+
+
+def test_bf16_gradients_in_slices_stay_as_close_to_the_whole_batch_as_bf16_allows(two_threads):
+    _, _, whole = train(1, "bf16", steps=1)
+    _, _, sliced = train(2, "bf16", steps=1)
+    for a, b in zip(whole, sliced):
+        assert (a - b).norm() <= 0.02 * a.norm() + 1e-6
