@@ -23,6 +23,7 @@ which runs below the window's priority).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from typing import Callable, Optional, TypeVar
@@ -103,9 +104,13 @@ def map_slices(fn: Callable[[slice], R], batch: int, parts: int) -> list[R]:
 
         return run
 
-    for i, worker in enumerate(_workers(shares)):
-        worker.put(job(i))
-    _wait_for_all(done)
+    queued = 0
+    try:
+        for i, worker in enumerate(_workers(shares)):
+            worker.put(job(i))
+            queued += 1
+    finally:
+        _wait_for_all(done[:queued])
     for error in errors:
         if error is not None:
             raise error
@@ -113,20 +118,34 @@ def map_slices(fn: Callable[[slice], R], batch: int, parts: int) -> list[R]:
 
 
 def _wait_for_all(events: list[threading.Event]) -> None:
+    """Wait until every event is set. A first interrupt (Ctrl+C) is raised once they are
+    (the slices still use the batch's tensors); a second one is raised at once."""
     interrupted: Optional[BaseException] = None
     for event in events:
         while True:
             try:
                 event.wait()
                 break
-            except BaseException as e:  # noqa: BLE001 - Ctrl+C: the slices still use the batch
-                interrupted = interrupted or e
+            except BaseException as e:
+                if interrupted is not None:
+                    raise
+                interrupted = e
     if interrupted is not None:
         raise interrupted
 
 
 _workers_by_shares: dict[tuple[int, ...], list[queue.SimpleQueue]] = {}
 _workers_lock = threading.Lock()
+
+
+def _forget_workers() -> None:
+    global _workers_lock
+    _workers_by_shares.clear()
+    _workers_lock = threading.Lock()  # the fork may have come while another thread held it
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _workers(shares: tuple[int, ...]) -> list[queue.SimpleQueue]:
@@ -163,7 +182,9 @@ def _serve(jobs: queue.SimpleQueue, threads: int, started: threading.Barrier) ->
     try:
         torch.get_num_threads()
         torch.set_num_threads(threads)
-    finally:
-        started.wait()
+    except BaseException:
+        started.abort()  # the pool is not made; the thread that asked for it raises
+        raise
+    started.wait()
     while True:
         jobs.get()()

@@ -262,7 +262,7 @@ class Trainer:
         for i, p in enumerate(params):
             grads = [g[i] for g, _ in results if g[i] is not None]
             if grads:
-                total = grads[0]
+                total = torch.empty_like(p).copy_(grads[0])  # the parameter's layout, as backward() gives
                 for g in grads[1:]:
                     total += g
                 p.grad = total

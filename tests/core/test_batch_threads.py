@@ -1,6 +1,9 @@
 """batch_threads: slices of a batch computed at once in threads give what the whole batch gives."""
 
+import faulthandler
+import random
 import threading
+import time
 
 import pytest
 import torch
@@ -9,6 +12,15 @@ from ddpm_core import RunConfig, Trainer, batch_threads, cuda_graphs
 from ddpm_core.batch_threads import map_slices, slice_count, split
 from ddpm_core.config import ModelConfig
 from ddpm_core.unet import build_unet
+
+
+@pytest.fixture(autouse=True)
+def no_hanging():
+    # A deadlock among the slice threads must end the run (with every thread's traceback),
+    # not hang it: waiting for slices goes on through a first Ctrl+C, by design.
+    faulthandler.dump_traceback_later(300, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
@@ -82,21 +94,57 @@ def test_a_slice_that_asks_for_slices_computes_them_itself(two_threads):
     assert map_slices(outer, 8, 2) == [True, True]
 
 
+class InterruptedWait(threading.Event):
+    """An event whose first `interrupts` waits are interrupted, as Ctrl+C interrupts them."""
+
+    def __init__(self, interrupts: int):
+        super().__init__()
+        self.interrupts, self.waits = interrupts, 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        if self.waits <= self.interrupts:
+            raise KeyboardInterrupt
+        return super().wait(timeout)
+
+
 def test_waiting_goes_on_through_an_interrupt_then_raises_it():
-    class Interrupted(threading.Event):
-        calls = 0
-
-        def wait(self, timeout=None):
-            Interrupted.calls += 1
-            if Interrupted.calls == 1:
-                raise KeyboardInterrupt
-            return super().wait(timeout)
-
-    event = Interrupted()
+    event = InterruptedWait(interrupts=1)
     threading.Timer(0.05, event.set).start()
     with pytest.raises(KeyboardInterrupt):
         batch_threads._wait_for_all([event])
-    assert event.is_set() and Interrupted.calls == 2  # it waited for the slice to end
+    assert event.is_set() and event.waits == 2  # it waited for the slice to end
+
+
+def test_a_second_interrupt_stops_the_waiting():
+    event = InterruptedWait(interrupts=2)
+    with pytest.raises(KeyboardInterrupt):
+        batch_threads._wait_for_all([event])
+    assert not event.is_set() and event.waits == 2
+    event.set()
+
+
+def test_two_threads_asking_for_slices_at_once_each_get_their_own(two_threads):
+    got, errors = {}, []
+
+    def caller(name):
+        try:
+            for k in range(30):
+                def fn(s, k=k):
+                    time.sleep(random.random() / 1000)
+                    return name, k, s
+                got.setdefault(name, []).append(map_slices(fn, 10, 2))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(name,)) for name in ("train", "sample")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for name in ("train", "sample"):
+        assert got[name] == [[(name, k, slice(0, 5)), (name, k, slice(5, 10))] for k in range(30)]
 
 
 def test_an_error_in_a_slice_is_raised_in_the_caller_after_all_slices_end(two_threads):
@@ -133,9 +181,9 @@ def tiny_run() -> RunConfig:
     return cfg.validate()
 
 
-def train(parts, precision="fp32", steps=3):
+def train(parts, precision="fp32", steps=3, batch=48):
     cfg = tiny_run()
-    cfg.train.precision, cfg.train.steps = precision, steps
+    cfg.train.precision, cfg.train.steps, cfg.train.batch_size = precision, steps, batch
     with batch_threads.forced_slices(parts):
         trainer = Trainer(cfg)
         records = [(r.loss, r.per_sample_loss.copy(), r.t.copy()) for r in trainer.steps()]
@@ -170,3 +218,12 @@ def test_bf16_gradients_in_slices_stay_as_close_to_the_whole_batch_as_bf16_allow
     _, _, sliced = train(2, "bf16", steps=1)
     for a, b in zip(whole, sliced):
         assert (a - b).norm() <= 0.02 * a.norm() + 1e-6
+
+
+def test_slices_of_unequal_size_weigh_by_their_size(two_threads):
+    # 50 images in 3 slices of 16, 17 and 17: each slice's mean loss counts by its size.
+    _, _, whole = train(1, steps=1, batch=50)
+    _, _, sliced = train(3, steps=1, batch=50)
+    for a, b in zip(whole, sliced):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
+        assert b.is_contiguous()  # the parameter's layout, as backward() gives
