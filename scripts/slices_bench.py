@@ -36,6 +36,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--parts", type=int, nargs="+", default=[1, 2], help="slices to compare (1: whole batch)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 where fast), fp32 or bf16")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=3, help="training steps timed per measurement")
     p.add_argument("--sample-steps", type=int, default=6, help="sampling steps timed per measurement")
@@ -43,9 +44,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the app's choice: "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {args.precision}; the app's choice: "
           f"{slice_count(cpu, 128)} slices for training, {slice_count(cpu, 64)} for sampling")
     cfg = bench_speed._article_config()
+    cfg.train.precision = args.precision
     loops = {n: Trainer(cfg, device=cpu).steps() for n in args.parts}
     model = build_unet(cfg.model).eval().requires_grad_(False)
     schedule = NoiseSchedule.from_name("linear", bench_speed.T)
@@ -61,7 +63,7 @@ def main() -> None:
 
     def sample_ms(parts: int) -> float:
         with forced_slices(parts):
-            loop = sample_loop(model, schedule, shape, sampler="ddim", steps=50, precision="auto")
+            loop = sample_loop(model, schedule, shape, sampler="ddim", steps=50, precision=args.precision)
             next(loop)
             t0 = time.perf_counter()
             for _ in range(args.sample_steps):
