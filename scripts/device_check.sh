@@ -4,7 +4,7 @@
 # cores and where a step's time goes there (and batch slices on 8 cores), the benchmark on
 # the GPU with the article's way in the same run, and a real training run with samples
 # through the command line. Every log and the sample grids go to $OUT (or ./device_out).
-#   bash scripts/device_check.sh            # about 9 minutes on an H100 (estimated)
+#   bash scripts/device_check.sh            # about 8 minutes on an H100 (its parts, timed in session 6)
 set -u
 OUT=${OUT:-device_out}
 mkdir -p "$OUT"
@@ -34,10 +34,10 @@ echo "== speed on this machine's CPU, 2 cores"
 $PIN $PY scripts/bench_speed.py --device cpu --threads 2 --quick 2>&1 | tee "$OUT/bench_cpu_2cores.log"
 $PIN $PY scripts/onednn_time.py --threads 2 --steps 2 2>&1 | tee "$OUT/onednn_cpu_2cores.log"
 # Batch slices in threads against the whole batch on 8 of the host's cores (batch_threads.py).
-taskset -c 0-7 $PY scripts/slices_bench.py --threads 8 --parts 1 2 4 8 --rounds 2 --train-steps 2 2>&1 | tee "$OUT/slices_cpu_8cores.log"
+${PIN:+taskset -c 0-7} $PY scripts/slices_bench.py --threads 8 --parts 1 2 4 8 --rounds 2 --train-steps 2 2>&1 | tee "$OUT/slices_cpu_8cores.log"
 
 echo "== speed on the GPU: the article's way against ours, and ours with --compile (training)"
-$PY scripts/bench_speed.py --device cuda --ways article ours ours-compiled --rounds 2 --train-steps 100 --warmup 10 2>&1 \
+$PY scripts/bench_speed.py --device cuda --ways article ours ours-compiled --rounds 1 --train-steps 100 --warmup 10 2>&1 \
     | tee "$OUT/bench_gpu.log"
 
 echo "== command line: 1500 training steps of the article's model, then DDIM and DDPM samples"
