@@ -35,7 +35,10 @@ R = TypeVar("R")
 # Fewer images per slice than this and the slices' Python work (about a thousand operator
 # calls each, one thread at a time under the GIL) outweighs the cores they free: on 8 cores,
 # 8 slices of 8 images made a sampling step 1.5x slower; slices of 16 images or more never
-# measured slower than the whole batch by more than the noise.
+# measured slower than the whole batch by more than the noise. On 2 cores, alone, 2 slices
+# of 2 to 8 images were 1.5-2x faster (scripts/slices_bench.py --images), but in the app,
+# where the window's thread needs the GIL too, 2 slices of 8 small images (16 px) made
+# DDPM sampling 1.2-1.3x slower (scripts/bench_gui.py --only sample: 7.2 s against 5.4-5.9).
 MIN_IMAGES_PER_SLICE = 16
 
 _forced: Optional[int] = None  # set by forced_slices()

@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--parts", type=int, nargs="+", default=[1, 2], help="slices to compare (1: whole batch)")
     p.add_argument("--precision", default="auto", help="auto (bf16 where fast), fp32 or bf16")
+    p.add_argument("--images", type=int, default=bench_speed.SAMPLES, help="images per sampling batch")
+    p.add_argument("--only", choices=("sample", "train"), help="one of the two steps")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=3, help="training steps timed per measurement")
     p.add_argument("--sample-steps", type=int, default=6, help="sampling steps timed per measurement")
@@ -45,13 +47,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {args.precision}; the app's choice: "
-          f"{slice_count(cpu, 128)} slices for training, {slice_count(cpu, 64)} for sampling")
+          f"{slice_count(cpu, 128)} slices for training, {slice_count(cpu, args.images)} for sampling")
     cfg = bench_speed._article_config()
     cfg.train.precision = args.precision
-    loops = {n: Trainer(cfg, device=cpu).steps() for n in args.parts}
+    loops = {n: Trainer(cfg, device=cpu).steps() for n in args.parts} if args.only != "sample" else {}
     model = build_unet(cfg.model).eval().requires_grad_(False)
     schedule = NoiseSchedule.from_name("linear", bench_speed.T)
-    shape = (bench_speed.SAMPLES, 1, bench_speed.IMAGE, bench_speed.IMAGE)
+    shape = (args.images, 1, bench_speed.IMAGE, bench_speed.IMAGE)
 
     def train_ms(parts: int) -> float:
         with forced_slices(parts):
@@ -70,7 +72,8 @@ def main() -> None:
                 next(loop)
             return (time.perf_counter() - t0) / args.sample_steps * 1e3
 
-    for name, measure in ((f"sampling step, {shape[0]} images", sample_ms), ("training step, batch 128", train_ms)):
+    steps = {"sample": (f"sampling step, {shape[0]} images", sample_ms), "train": ("training step, batch 128", train_ms)}
+    for name, measure in [steps[args.only]] if args.only else steps.values():
         times = {n: [] for n in args.parts}
         for _ in range(args.rounds):
             for n in args.parts:
