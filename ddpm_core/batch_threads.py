@@ -11,8 +11,9 @@ depend on which slice finishes first.
 
 Measured (bf16, the article's model, in-process and alternating; scripts/slices_bench.py):
 on this project's 2-core EPYC a sampling step of 64 images 1.20-1.34x faster and a
-training step of 128 images 1.14-1.15x (two runs); on a Xeon with AMX, 2 cores 1.30x and 1.23x, 4 cores 1.11x and
-1.15x, 8 cores 1.10x for training and no change for sampling (4 slices of 16 images).
+training step of 128 images 1.14-1.15x (two runs); on a Xeon with AMX, 2 cores 1.30x and
+1.23x, 4 cores 1.11x and 1.15x, 8 cores 1.10x for training and no change for sampling (4
+slices of 16 images).
 
 The slices run on threads kept for the life of the process, one set per way of sharing
 out the cores: a thread sets its intra-op thread count once, when it starts. They take the

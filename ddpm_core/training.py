@@ -231,30 +231,33 @@ class Trainer:
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device, dtype=x_start.dtype)
         network = self._training_network(x_start, t)
         self.optimizer.zero_grad(set_to_none=True)
+
+        def losses(s: slice):
+            """(mean loss, per-sample losses) of the batch's rows s."""
+            with autocast(self.device, self.autocast_dtype):
+                return p_losses(network, self.schedule, x_start[s], t[s], noise[s], loss_type=tc.loss)
+
         # On a CPU, slices of the batch at once, each in its own thread (batch_threads.py).
         parts = slice_count(self.device, b) if network is self.model else 1
         if parts == 1:
-            with autocast(self.device, self.autocast_dtype):
-                loss, per_sample = p_losses(network, self.schedule, x_start, t, noise, loss_type=tc.loss)
+            loss, per_sample = losses(slice(None))
             loss.backward()
         else:
-            per_sample = self._backward_in_slices(network, x_start, t, noise, parts)
+            per_sample = self._backward_in_slices(losses, b, parts)
             loss = per_sample.mean()
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()
         return loss, t, per_sample
 
-    def _backward_in_slices(self, network, x_start, t, noise, parts: int) -> torch.Tensor:
-        """The batch's loss gradient as the sum of its slices' (forward and backward in each
-        slice's thread); returns the per-sample losses. The sum is taken in slice order, so
-        a run does not depend on which thread finishes first."""
-        b, loss_type = x_start.shape[0], self.config.train.loss
+    def _backward_in_slices(self, losses: Callable, b: int, parts: int) -> torch.Tensor:
+        """The gradient of a batch of b as the sum of its slices' (`losses` of a slice and its
+        backward in the slice's thread); returns the per-sample losses. The sum is taken in
+        slice order, so a run does not depend on which thread finishes first."""
         params = [p for p in self.model.parameters() if p.requires_grad]
 
         def slice_gradients(s: slice):
-            with autocast(self.device, self.autocast_dtype):
-                loss, per_sample = p_losses(network, self.schedule, x_start[s], t[s], noise[s], loss_type=loss_type)
+            loss, per_sample = losses(s)
             share = (s.stop - s.start) / b  # of the batch mean
             return torch.autograd.grad(loss * share, params, allow_unused=True), per_sample
 

@@ -228,9 +228,8 @@ class LinearAttention(nn.Module):
         out = context.transpose(-1, -2) @ q  # (B, heads, e, n) = Σ_d context_de q_dn
         return self.to_out[0](out.reshape(b, -1, h, w))
 
-    def _project_q_k(self, x, xs):
-        """q = W_q x and k = W_k x, each (B, heads·d, H·W)."""
-        hd = self.heads * (self.to_qkv.out_channels // (3 * self.heads))
+    def _project_q_k(self, x, xs, hd: int):
+        """q = W_q x and k = W_k x, each (B, hd = heads·d, H·W); xs is x as (B, C, H·W)."""
         w_qk = self.to_qkv.weight[: 2 * hd]
         if torch.is_grad_enabled() or x.device.type != "cpu":
             # Two convolutions: one for both, then split, made the backward pass gather
@@ -253,7 +252,7 @@ class LinearAttention(nn.Module):
         w_qkv = self.to_qkv.weight.view(3, heads, -1, c)  # (3, heads, d, c)
         d = w_qkv.shape[2]
         xs = x.reshape(b, c, n)
-        q, k = self._project_q_k(x, xs)
+        q, k = self._project_q_k(x, xs, heads * d)
         q = q.view(b, heads, d, n).softmax(dim=-2)
         k = k.view(b, heads, d, n).softmax(dim=-1)
         kx = k.reshape(b, heads * d, n) @ xs.transpose(1, 2)  # (B, heads·d, c) = Σ_n k_dn x_cn
