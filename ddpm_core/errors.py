@@ -34,3 +34,12 @@ class OutOfMemory(DDPMError):
         super().__init__(message)
         self.batch_size = batch_size  # what did not fit
         self.suggested_batch_size = max(1, batch_size // 2) if batch_size else None
+
+
+def as_one_line(error: BaseException | str, limit: int = 200) -> str:
+    """An error's text on one line, whitespace runs collapsed, cut at `limit` characters;
+    for messages quoting a library's error, which may run over lines."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

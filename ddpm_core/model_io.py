@@ -14,11 +14,12 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import check_state_dict_fits, load_checkpoint
+from .checkpoint import load_checkpoint
 from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from .device import pick_device
 from .errors import CheckpointError, ConfigError
 from .schedules import NoiseSchedule
+from .state_dict_fit import check_state_dict_fits
 from .unet import Unet, build_unet
 
 

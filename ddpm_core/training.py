@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .batch_threads import map_slices, slice_count
-from .checkpoint import Checkpoint, check_state_dict_fits, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .compiled import CompiledNetwork, compiles_on
 from .config import RunConfig
 from .cuda_graphs import gpu_work, graph_training_network
@@ -33,6 +33,7 @@ from .losses import p_losses
 from .samplers import sample
 from .schedules import NoiseSchedule
 from .speed import autocast, autocast_dtype, configure_backend, describe_precision
+from .state_dict_fit import check_state_dict_fits
 from .unet import Unet, build_unet
 
 

@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from ddpm_core.errors import DDPMError
+from ddpm_core.errors import DDPMError, as_one_line
 from ddpm_gui.gui_gc import collect_on_gui_thread
 from ddpm_gui.thread_priority import lower_this_threads_priority
 
@@ -143,9 +143,7 @@ def one_line(exc: BaseException) -> str:
     """The exception as one line for a person: a DDPMError's own message, else "Type: text"."""
     if isinstance(exc, DDPMError):
         return str(exc)
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:299] + "…"
+    text = as_one_line(str(exc), limit=300)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

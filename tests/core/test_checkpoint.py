@@ -22,15 +22,14 @@ import ddpm_core.atomic as atomic
 from ddpm_core.atomic import atomic_write, atomic_write_text, remove_stale_temp_files
 from ddpm_core.checkpoint import (
     CHECKPOINT_SUFFIX,
-    check_state_dict_fits,
     describe_checkpoint,
     load_checkpoint,
     read_checkpoint_config,
     save_checkpoint,
-    state_dict_mismatch,
 )
 from ddpm_core.config import RunConfig
 from ddpm_core.errors import CheckpointError
+from ddpm_core.state_dict_fit import check_state_dict_fits, state_dict_mismatch
 
 
 class Tiny(nn.Module):
