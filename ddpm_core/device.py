@@ -44,11 +44,19 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+# How a failed allocation reads where it is not a torch.OutOfMemoryError: CUDA and MPS
+# ("out of memory"), PyTorch's CPU allocator on Linux and macOS ("can't allocate memory")
+# and on Windows ("not enough memory").
+_OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA's OutOfMemoryError and the RuntimeErrors other backends raise instead."""
-    if isinstance(error, torch.OutOfMemoryError):
+    """True for a failed allocation on any device: CUDA's OutOfMemoryError, Python's
+    MemoryError (numpy, PIL), and the RuntimeErrors the other allocators raise."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(t in text for t in _OUT_OF_MEMORY_TEXTS)
 
 
 def out_of_memory_message(

@@ -134,10 +134,10 @@ class TrainingWorker(LoopWorker):
         try:
             self.trainer = trainer = self._make_trainer(self._on_load_progress)
         except Exception as e:
-            if is_out_of_memory(e):  # moving the dataset or the model to the GPU
+            if is_out_of_memory(e):  # the dataset or the model, in memory or on the GPU
                 raise OutOfMemory(
-                    "preparing training ran out of GPU memory: try a smaller image size, fewer "
-                    "images, a smaller model, or close other programs using the GPU"
+                    "preparing training ran out of memory: try a smaller image size, fewer "
+                    "images, a smaller model, or close other programs"
                 ) from None
             raise
         if self.stopping:

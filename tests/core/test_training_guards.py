@@ -84,7 +84,15 @@ def test_out_of_memory_is_reported_with_a_smaller_batch(monkeypatch):
 def test_out_of_memory_recognised_in_all_its_forms():
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    # PyTorch's CPU allocator, as it reads on Linux and on Windows, and numpy's / PIL's
+    assert is_out_of_memory(RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 154618822656 bytes. Error code 12 (Cannot allocate memory)"
+    ))
+    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes."))
+    assert is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # not an allocator's error
     assert "try batch size 1" in out_of_memory_message("cuda", 1)
 
 

@@ -15,17 +15,24 @@ from ddpm_gui.viewer_panel import ViewerPanel
 
 WAIT_MS = 60_000
 CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"
+# What PyTorch's CPU allocator raises instead (Linux)
+CPU_MESSAGE = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 154618822656 bytes. Error code 12 (Cannot allocate memory)"
+)
 
 
-@pytest.fixture
-def out_of_memory(monkeypatch):
-    """Unet.forward raises torch.OutOfMemoryError while `on` (starts on)."""
+@pytest.fixture(params=["cuda", "cpu"])
+def out_of_memory(monkeypatch, request):
+    """Unet.forward raises CUDA's or the CPU allocator's error while `on` (starts on)."""
     real = Unet.forward
     switch = {"on": True}
 
     def forward(self, *args, **kwargs):
         if switch["on"]:
-            raise torch.OutOfMemoryError(CUDA_MESSAGE)
+            if request.param == "cuda":
+                raise torch.OutOfMemoryError(CUDA_MESSAGE)
+            raise RuntimeError(CPU_MESSAGE)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Unet, "forward", forward)
@@ -70,7 +77,7 @@ def test_out_of_memory_while_preparing_is_reported_too(qtbot, panel, state, monk
     panel.set_config(make_config(steps=5))
     with qtbot.waitSignal(state.errorOccurred, timeout=WAIT_MS) as failed:
         assert panel.start()
-    assert "preparing training ran out of GPU memory" in failed.args[0]
+    assert "preparing training ran out of memory" in failed.args[0]
     assert "Traceback" not in capfd.readouterr().err
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
     assert panel.start_button.isEnabled()
