@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from .atomic import atomic_write
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, as_one_line
+from .memory import human_bytes
 from .torch_files import load_torch_file
 
 __all__ = [
@@ -600,7 +601,7 @@ def describe_checkpoint(path: PathLike) -> str:
         ck = _load_torch_file(p, kind, "cpu")
         n = sum(t.numel() for t in ck.model.values())
         return "\n".join([
-            f"file:        {p} ({_human_size(p.stat().st_size)})",
+            f"file:        {p} ({human_bytes(p.stat().st_size)})",
             "format:      bare PyTorch state_dict (torch.save pickle, loaded safely)",
             f"weights:     {len(ck.model)} tensors, {n:,} parameters{_dtype_note(ck.model.values())}",
             f"EMA weights: {'yes' if ck.ema is not None else 'no'}",
@@ -627,7 +628,7 @@ def describe_checkpoint(path: PathLike) -> str:
     m, s, d, t = sec("model"), sec("schedule"), sec("data"), sec("train")
     ema_note = f"yes ({n_ema} tensors, decay {t.get('ema_decay')})" if meta.get("has_ema") == "true" else "no"
     lines = [
-        f"file:        {p} ({_human_size(size)})",
+        f"file:        {p} ({human_bytes(size)})",
         f"format:      DDPM Studio checkpoint v{version} (safetensors)"
         + (f", saved {meta['saved_at']}" if "saved_at" in meta else "")
         + (f" with torch {meta['torch_version']}" if "torch_version" in meta else ""),
@@ -668,11 +669,3 @@ _ST_DTYPES = {
 def _dtype_note(tensors) -> str:
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in tensors})
     return f" ({', '.join(dtypes)})" if dtypes else ""
-
-
-def _human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"  # unreachable

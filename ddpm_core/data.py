@@ -29,6 +29,7 @@ from .download import ProgressFn
 from .errors import DataError
 from .image_folder import FOLDER_TITLE, IMAGE_EXTENSIONS, list_image_files, load_folder, load_image
 from .image_set import ImageSet, report_progress, to_model_range
+from .memory import check_images_fit
 from .remote_datasets import (
     DOWNLOAD_SIZE_MB,
     REMOTE_TITLES,
@@ -101,9 +102,11 @@ def load_dataset(cfg: DataConfig, progress: Optional[ProgressFn] = None, data_di
     """
     size, channels, limit = cfg.image_size, cfg.channels, cfg.limit
     if cfg.dataset == "shapes":
-        # Always generate the full set and slice, so `limit` keeps a prefix of the
-        # same images whatever the limit.
-        return _limit(make_shapes(SHAPES_COUNT, size, channels, seed=0), limit, SHAPES_TITLE)
+        # Drawn from the parameters of the full set, so `limit` keeps a prefix of the same
+        # images whatever the limit.
+        n = SHAPES_COUNT if limit is None else min(limit, SHAPES_COUNT)
+        check_images_fit(n, size, channels, SHAPES_TITLE)
+        return make_shapes(SHAPES_COUNT, size, channels, seed=0, count=n, progress=progress)
     if cfg.dataset == "folder":
         if not cfg.root:
             raise DataError("no image folder chosen: set data.root to a folder of images")
@@ -122,6 +125,7 @@ def load_dataset(cfg: DataConfig, progress: Optional[ProgressFn] = None, data_di
                 f"{len(labels)} labels: delete both from {paths[img_file].parent} so they are downloaded again"
             )
         n = len(images) if limit is None else min(limit, len(images))
+        check_images_fit(n, size, channels, spec.title)
         x = torch.from_numpy(images[:n].copy()).unsqueeze(1)  # (N, 1, 28, 28)
         y = torch.from_numpy(labels[:n].astype(np.int64))
         x = prepare_images(x, size, channels)
@@ -135,17 +139,11 @@ def load_dataset(cfg: DataConfig, progress: Optional[ProgressFn] = None, data_di
         report_progress(progress, 0, None, f"reading {spec.title}")
         pixels, labels, names = read_cifar10(source)
         n = len(pixels) if limit is None else min(limit, len(pixels))
+        check_images_fit(n, size, channels, spec.title)
         x = prepare_images(torch.from_numpy(pixels[:n]), size, channels)
         y = torch.from_numpy(labels[:n].astype(np.int64))
         return ImageSet(x, y, names, f"{spec.title} ({n:,} images)")
     raise DataError(f"unknown dataset {cfg.dataset!r}: choose shapes, fashion_mnist, mnist, cifar10 or folder")
-
-
-def _limit(s: ImageSet, limit: Optional[int], title: str) -> ImageSet:
-    if limit is not None and limit < len(s):
-        s = ImageSet(s.images[:limit].clone(), s.labels[:limit].clone(), s.class_names, "", s.skipped)
-    s.name = f"{title} ({len(s):,} images)"
-    return s
 
 
 # ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from .download import ProgressFn
 from .errors import DataError
 from .image_set import ImageSet, error_reason, report_progress, to_model_range
+from .memory import check_images_fit
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 FOLDER_TITLE = "Image folder"
@@ -31,8 +32,13 @@ def list_image_files(root: Path) -> list[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # skip .git, .thumbnails...
         for fname in sorted(filenames):
             # Hidden files include macOS "._name.jpg" resource forks, which are not images.
-            if not fname.startswith(".") and os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / fname)
+            if fname.startswith(".") or os.path.splitext(fname)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = Path(dirpath) / fname
+            # Regular files only (links to them too): reading a named pipe or a device
+            # named like an image would wait for ever.
+            if path.is_file():
+                found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
@@ -114,6 +120,7 @@ def load_folder(
         exts = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
         raise DataError(f"no images found in {root} or its subfolders (looked for {exts}): choose a folder with images")
 
+    check_images_fit(len(files) if limit is None else min(limit, len(files)), image_size, channels, f"folder {root}")
     arrays: list[np.ndarray] = []
     label_names: list[str] = []
     skipped = 0
@@ -155,6 +162,8 @@ def load_image(path: str | Path, image_size: int, channels: int) -> torch.Tensor
         raise DataError(f"image file {p} does not exist: choose an existing image")
     if p.is_dir():
         raise DataError(f"{p} is a folder, not an image: choose an image file (PNG, JPEG, ...)")
+    if not p.is_file():  # a named pipe or a device: reading it could wait for ever
+        raise DataError(f"{p} is not a regular file: choose an image file (PNG, JPEG, ...)")
     try:
         arr = _read_pil(p, image_size, channels)
     except Exception as e:  # PIL raises many different types for bad files

@@ -12,6 +12,7 @@ from .image_set import ImageSet
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 SHAPES_COUNT = 8000  # enough variety for a small U-Net, small enough to generate instantly
 SHAPES_TITLE = "Built-in shapes"
+CHUNK_PIXELS = 2**24  # drawn this many pixels at a time: 64 MB per float temporary
 
 # Saturated colours for channels=3; few and distinct, so a small model learns them fast.
 _PALETTE = (
@@ -56,16 +57,22 @@ def _sdf_cross(px, py, r):
 _SDFS = {"circle": _sdf_circle, "square": _sdf_square, "triangle": _sdf_triangle, "cross": _sdf_cross}
 
 
-def make_shapes(n: int, image_size: int, channels: int, seed: int = 0) -> ImageSet:
-    """`n` anti-aliased shapes on black, a pure function of (n, image_size, channels, seed).
+def make_shapes(
+    n: int, image_size: int, channels: int, seed: int = 0, count: int | None = None, progress=None
+) -> ImageSet:
+    """The first `count` (default: all) of `n` anti-aliased shapes on black, a pure function
+    of (n, image_size, channels, seed): a smaller `count` gives a prefix of the same images.
 
     Classes are balanced (SHAPE_CLASSES, in shuffled order). Each image has one shape of
     random position, size (about 45-70 % of the image width) and brightness (60-100 %);
     with channels=3 also one of six colours. Geometry and colour draws do not depend on
-    `channels`, so the grey and colour sets show the same shapes.
+    `channels`, so the grey and colour sets show the same shapes. Drawn in chunks of about
+    CHUNK_PIXELS, so that the float temporaries stay small at any image size; `progress`
+    (done, total, message) is called between chunks and may raise to cancel.
     """
-    if n < 0 or image_size < 1 or channels not in (1, 3):
-        raise ValueError(f"make_shapes: bad arguments n={n}, image_size={image_size}, channels={channels}")
+    count = n if count is None else count
+    if n < 0 or not 0 <= count <= n or image_size < 1 or channels not in (1, 3):
+        raise ValueError(f"make_shapes: bad arguments n={n}, count={count}, image_size={image_size}, channels={channels}")
     g = torch.Generator().manual_seed(int(seed))
     k = len(SHAPE_CLASSES)
     labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
@@ -77,12 +84,26 @@ def make_shapes(n: int, image_size: int, channels: int, seed: int = 0) -> ImageS
     cx = r + margin + u[:, 1] * free
     cy = r + margin + u[:, 2] * free
     brightness = 0.6 + 0.4 * u[:, 3]
+    palette = torch.tensor(_PALETTE)
+    colour = palette[(u[:, 4] * len(_PALETTE)).long().clamp(max=len(_PALETTE) - 1)]
 
-    # Pixel centres; broadcasting (n,1,S) against (n,S,1) builds the grid per image.
+    images = torch.empty(count, channels, image_size, image_size, dtype=torch.uint8)
+    chunk = max(1, CHUNK_PIXELS // (image_size * image_size))
+    for a in range(0, count, chunk):
+        if progress is not None:
+            progress(a, count, f"drawing {count:,} shapes")
+        b = min(a + chunk, count)
+        images[a:b] = _draw(labels[a:b], r[a:b], cx[a:b], cy[a:b], brightness[a:b], colour[a:b], image_size, channels)
+    return ImageSet(images, labels[:count].clone(), list(SHAPE_CLASSES), f"{SHAPES_TITLE} ({count:,} images)")
+
+
+def _draw(labels, r, cx, cy, brightness, colour, image_size: int, channels: int) -> torch.Tensor:
+    """uint8 (m, channels, S, S): one shape per image, from its drawn parameters."""
+    # Pixel centres; broadcasting (m,1,S) against (m,S,1) builds the grid per image.
     coords = torch.arange(image_size, dtype=torch.float32) + 0.5
     px = coords.view(1, 1, -1) - cx.view(-1, 1, 1)
     py = coords.view(1, -1, 1) - cy.view(-1, 1, 1)
-    sd = torch.empty(n, image_size, image_size)
+    sd = torch.empty(len(labels), image_size, image_size)
     for c, shape in enumerate(SHAPE_CLASSES):
         idx = (labels == c).nonzero().squeeze(1)
         if len(idx):
@@ -90,12 +111,8 @@ def make_shapes(n: int, image_size: int, channels: int, seed: int = 0) -> ImageS
     # Signed distance -> pixel coverage: a 1-pixel linear ramp across the edge is cheap
     # anti-aliasing that keeps edges clean at 16x16.
     cover = (0.5 - sd).clamp_(0.0, 1.0)
-
     if channels == 1:
         img = (cover * brightness.view(-1, 1, 1)).unsqueeze(1)
     else:
-        palette = torch.tensor(_PALETTE)
-        colour = palette[(u[:, 4] * len(_PALETTE)).long().clamp(max=len(_PALETTE) - 1)]
         img = cover.unsqueeze(1) * (colour * brightness.view(-1, 1)).view(-1, 3, 1, 1)
-    images = (img * 255.0).round_().to(torch.uint8)
-    return ImageSet(images, labels.to(torch.int64), list(SHAPE_CLASSES), f"{SHAPES_TITLE} ({n:,} images)")
+    return (img * 255.0).round_().to(torch.uint8)

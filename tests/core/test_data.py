@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_core import data
+from ddpm_core import data, memory, shapes
 from ddpm_core.config import DataConfig
 from ddpm_core.download import download_file
 from ddpm_core.errors import DataError
@@ -142,6 +142,53 @@ def test_load_dataset_shapes_default_and_limit():
     part = data.load_dataset(DataConfig(limit=100))
     assert len(part) == 100 and torch.equal(part.images, full.images[:100])
     assert not data.needs_download(DataConfig())
+
+
+def test_shapes_drawn_in_chunks_are_the_same_images(monkeypatch):
+    whole = data.make_shapes(50, 16, 3, seed=1)
+    seen = []
+    monkeypatch.setattr(shapes, "CHUNK_PIXELS", 7 * 16 * 16)  # 7 images at a time
+    chunked = data.make_shapes(50, 16, 3, seed=1, progress=lambda done, total, message: seen.append(done))
+    assert torch.equal(chunked.images, whole.images) and torch.equal(chunked.labels, whole.labels)
+    assert seen == list(range(0, 50, 7))  # between chunks, so a Stop can cancel
+    prefix = data.make_shapes(50, 16, 3, seed=1, count=9)
+    assert torch.equal(prefix.images, whole.images[:9]) and torch.equal(prefix.labels, whole.labels[:9])
+
+
+def test_a_dataset_larger_than_free_memory_is_refused_before_it_is_made(monkeypatch, tmp_path):
+    # 8,000 shapes at 512×512 take 2 GB: with 3 GB free that is more than half of it. The
+    # refusal comes before anything is drawn or read (the kernel would otherwise kill
+    # the process once the pages were touched).
+    monkeypatch.setattr(memory, "available_bytes", lambda: 3 * 2**30)
+    with monkeypatch.context() as m, pytest.raises(DataError) as e:
+        m.setattr(shapes, "_draw", lambda *a: pytest.fail("drew shapes that do not fit"))
+        data.load_dataset(DataConfig(image_size=512))
+    message = str(e.value)
+    assert "8,000 images at 512×512 would take 2.0 GB" in message and "3.0 GB" in message
+    assert "smaller image size" in message and "\n" not in message
+    # A limit that fits passes.
+    assert len(data.load_dataset(DataConfig(image_size=32, limit=10))) == 10
+    # A folder is checked from its file count, before a file is read.
+    for i in range(3):
+        _striped().save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    with pytest.raises(DataError, match="3 images at 32×32 would take 3.0 KB"):
+        data.load_folder(tmp_path, 32, 1)
+    assert len(data.load_folder(tmp_path, 8, 1)) == 3  # 192 bytes fit
+    monkeypatch.setattr(memory, "available_bytes", lambda: None)  # unknown: not checked
+    assert len(data.load_folder(tmp_path, 32, 1)) == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_named_pipes_named_like_images_are_never_read(tmp_path):
+    # Opening a named pipe waits for a writer, for ever: in a dataset folder it is left
+    # out, opened as an image it is refused.
+    _striped().save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "b.png")
+    assert [p.name for p in data.list_image_files(tmp_path)] == ["a.png"]
+    assert len(data.load_folder(tmp_path, 8, 1)) == 1
+    with pytest.raises(DataError, match="is not a regular file"):
+        data.load_image(tmp_path / "b.png", 8, 1)
 
 
 # ---------------------------------------------------------------------------------------
