@@ -19,7 +19,7 @@ from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from .device import pick_device
 from .errors import CheckpointError, ConfigError
 from .schedules import NoiseSchedule
-from .state_dict_fit import check_state_dict_fits
+from .state_dict_fit import check_weights_fit_config
 from .unet import Unet, build_unet
 
 
@@ -108,9 +108,9 @@ def load_for_sampling(
     config.validate()
     # "auto", not the saved device: a checkpoint from a GPU server must open on a laptop.
     dev = torch.device(device) if device is not None else pick_device("auto")
-    model = build_unet(config.model)
     weights = ckpt.ema if (use_ema and ckpt.ema is not None) else ckpt.model
-    check_state_dict_fits(model, weights, str(ckpt.path))
+    check_weights_fit_config(config.model, [weights], str(ckpt.path))  # before building it
+    model = build_unet(config.model)
     model.load_state_dict(weights)
     model.to(dev).eval().requires_grad_(False)
     schedule = NoiseSchedule.from_name(config.schedule.name, config.schedule.timesteps).to(dev)

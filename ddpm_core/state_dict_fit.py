@@ -2,6 +2,10 @@
 
 `model.load_state_dict` raises a multi-line wall of text for a wrong file; this names the
 first mismatch of each kind (shape, missing, unexpected, not a tensor) and what to do.
+
+A checkpoint's weights are also checked against the model its stored configuration
+describes before that model is built: a damaged or edited file could otherwise describe a
+network of a hundred gigabytes and have it allocated (`check_weights_fit_config`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import torch
 from torch import Tensor, nn
 
+from .config import ModelConfig
 from .errors import CheckpointError
+from .unet import build_unet
 
 PathLike = Union[str, Path]
 
@@ -21,9 +28,11 @@ def _shape(s) -> str:
     return "(" + ", ".join(str(int(d)) for d in s) + ")"
 
 
-def state_dict_mismatch(model: Any, state: Mapping[str, Any], source: PathLike) -> Optional[str]:
+def state_dict_mismatch(
+    model: Any, state: Mapping[str, Any], source: PathLike, advice: str = "open it with its own configuration"
+) -> Optional[str]:
     """The one-line reason `state` does not fit `model` (an nn.Module or its
-    state_dict), or None if every key and shape matches."""
+    state_dict), ending in `advice`, or None if every key and shape matches."""
     expected = model.state_dict() if isinstance(model, nn.Module) else model
     exp_shapes = {k: tuple(v.shape) for k, v in expected.items()}
     missing = [k for k in exp_shapes if k not in state]
@@ -48,7 +57,7 @@ def state_dict_mismatch(model: Any, state: Mapping[str, Any], source: PathLike) 
         parts.append(f"{_count(not_tensor, 'entry is', 'entries are')} not tensors (first: {not_tensor[0]})")
     if not parts:
         return None
-    return f"{source} does not fit this model: {'; '.join(parts)} — open it with its own configuration"
+    return f"{source} does not fit this model: {'; '.join(parts)} — {advice}"
 
 
 def check_state_dict_fits(model: Any, state: Mapping[str, Any], source: PathLike) -> None:
@@ -62,3 +71,18 @@ def check_state_dict_fits(model: Any, state: Mapping[str, Any], source: PathLike
 
 def _count(items: list, one: str, many: str) -> str:
     return f"1 {one}" if len(items) == 1 else f"{len(items)} {many}"
+
+
+def check_weights_fit_config(model_cfg: ModelConfig, states: list[Mapping[str, Any]], source: PathLike) -> None:
+    """Raise CheckpointError (one line) unless each of `states` fits the U-Net `model_cfg`
+    describes, found out on PyTorch's meta device: shapes only, nothing allocated."""
+    with torch.device("meta"):
+        expected = build_unet(model_cfg).state_dict()
+    for state in states:
+        message = state_dict_mismatch(
+            expected, state, source,
+            advice="its weights are not those of the model its settings describe: the file is damaged or was "
+            "edited, use another checkpoint",
+        )
+        if message:
+            raise CheckpointError(message)

@@ -33,7 +33,7 @@ from .losses import p_losses
 from .samplers import sample
 from .schedules import NoiseSchedule
 from .speed import autocast, autocast_dtype, configure_backend, describe_precision
-from .state_dict_fit import check_state_dict_fits
+from .state_dict_fit import check_weights_fit_config
 from .unet import Unet, build_unet
 
 
@@ -425,14 +425,7 @@ class Trainer:
 
         `overrides` may change settings that do not alter the model (e.g. more steps).
         """
-        if not isinstance(ckpt, Checkpoint):
-            ckpt = load_checkpoint(ckpt)
-        if not ckpt.config:
-            raise CheckpointError(
-                f"{ckpt.path} holds weights only (no training state): it can be sampled from, "
-                "but training must start from a full DDPM Studio checkpoint"
-            )
-        config = RunConfig.from_dict(ckpt.config)
+        ckpt, config = read_training_checkpoint(ckpt)
         model_before = copy.deepcopy(config.model)
         if overrides is not None:
             overrides(config)
@@ -448,12 +441,9 @@ class Trainer:
                     "start a new run to train another architecture"
                 )
         trainer = cls(config, images=images, device=device, progress=progress)
-        check_state_dict_fits(trainer.model, ckpt.model, str(ckpt.path))
-        trainer.model.load_state_dict(ckpt.model)
+        trainer.model.load_state_dict(ckpt.model)  # shapes checked by read_training_checkpoint
         if trainer.ema is not None:
-            ema_state = ckpt.ema if ckpt.ema is not None else ckpt.model
-            check_state_dict_fits(trainer.ema, ema_state, str(ckpt.path))
-            trainer.ema.load_state_dict(ema_state)
+            trainer.ema.load_state_dict(ckpt.ema if ckpt.ema is not None else ckpt.model)
         try:
             if ckpt.optimizer is not None:
                 trainer.optimizer.load_state_dict(ckpt.optimizer)
@@ -472,3 +462,21 @@ class Trainer:
         trainer.batch_in_epoch = int(ckpt.extra.get("batch_in_epoch", 0))
         trainer.elapsed = float(ckpt.extra.get("elapsed", 0.0))
         return trainer
+
+
+def read_training_checkpoint(ckpt: Checkpoint | str) -> tuple[Checkpoint, RunConfig]:
+    """A checkpoint to continue training from (a path or one already read) and its
+    configuration. Raises CheckpointError (one line) for a file that holds weights only, and
+    for weights that are not those of the model its configuration describes, found out
+    before that model is built (a damaged or edited file could describe a huge one)."""
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(ckpt)
+    if not ckpt.config:
+        raise CheckpointError(
+            f"{ckpt.path} holds weights only (no training state): open it on the Denoising tab or with "
+            "'ddpm sample' to sample from it; continuing training needs a DDPM Studio checkpoint"
+        )
+    config = RunConfig.from_dict(ckpt.config)
+    states = [ckpt.model] + ([ckpt.ema] if ckpt.ema is not None else [])
+    check_weights_fit_config(config.model, states, str(ckpt.path))
+    return ckpt, config

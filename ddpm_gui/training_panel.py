@@ -38,10 +38,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddpm_core.checkpoint import CHECKPOINT_SUFFIX, load_checkpoint
+from ddpm_core.checkpoint import CHECKPOINT_SUFFIX
 from ddpm_core.config import RunConfig
-from ddpm_core.errors import CheckpointError, OutOfMemory
-from ddpm_core.training import Trainer
+from ddpm_core.errors import OutOfMemory
+from ddpm_core.training import Trainer, read_training_checkpoint
 from ddpm_gui import autosave_files
 from ddpm_gui.file_drop import OpensDroppedCheckpoints
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
@@ -387,16 +387,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
                 return False
         path = str(path)
 
-        def load():
-            ckpt = load_checkpoint(path)
-            if not ckpt.config:
-                raise CheckpointError(
-                    f"{path} holds weights only (no training state): open it on the Denoising tab to "
-                    "sample from it; continuing training needs a DDPM Studio checkpoint"
-                )
-            return ckpt, RunConfig.from_dict(ckpt.config)
-
-        task = TaskWorker(load, name="open-checkpoint")
+        task = TaskWorker(lambda: read_training_checkpoint(path), name="open-checkpoint")
         task.succeeded.connect(self._on_checkpoint_loaded)
         task.failed.connect(self._on_task_failed)
         self.open_button.setEnabled(False)

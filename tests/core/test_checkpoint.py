@@ -860,6 +860,8 @@ MISMATCHES = {
     "levels": lambda c: setattr(c.model, "dim_mults", (1, 2, 2)),
     "width": lambda c: setattr(c.model, "dim", 8),
     "self-conditioning": lambda c: setattr(c.model, "self_condition", True),
+    # a U-Net of some 10^11 parameters (terabytes), were it built
+    "huge": lambda c: (setattr(c.model, "dim", 1024), setattr(c.model, "dim_mults", (64, 64))),
 }
 
 
@@ -877,19 +879,24 @@ def _with_config(real: bytes, tmp_path: Path, change) -> Path:
 
 
 @pytest.mark.parametrize("kind", sorted(MISMATCHES))
-def test_config_that_does_not_fit_the_weights_gives_a_mismatch_message(real_ckpt, tmp_path, kind):
+def test_config_that_does_not_fit_the_weights_gives_a_mismatch_message(real_ckpt, tmp_path, kind, monkeypatch):
+    from ddpm_core import model_io
     from ddpm_core.shapes import make_shapes
-    from ddpm_core.training import Trainer
+    from ddpm_core.training import Trainer, read_training_checkpoint
 
     path = _with_config(real_ckpt, tmp_path, MISMATCHES[kind])
     cfg = RunConfig.from_dict(load_checkpoint(path).config)
     images = make_shapes(8, cfg.data.image_size, cfg.data.channels)
+    # Found out before the model the configuration describes is built, or the data loaded.
+    monkeypatch.setattr(Trainer, "__init__", lambda *a, **k: pytest.fail("built the trainer"))
+    monkeypatch.setattr(model_io, "build_unet", lambda *a: pytest.fail("built the model"))
     for load in (lambda: Trainer.from_checkpoint(path, images=images, device="cpu"),
+                 lambda: read_training_checkpoint(path),
                  lambda: load_for_sampling(path, device="cpu")):
         with pytest.raises(CheckpointError) as e:
             load()
         msg = assert_one_line_error(e, path)
-        assert "does not fit this model" in msg and "first:" in msg and "open it with its own configuration" in msg
+        assert "does not fit this model" in msg and "first:" in msg and "the file is damaged or was edited" in msg
 
 
 @pytest.mark.parametrize("size,channels", [(16, 1), (8, 3)], ids=["image-size", "channels"])
