@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "remove_stale_temp_files",
+    "write_error_message",
     "TEMP_SUFFIX",
 ]
 
@@ -123,6 +124,30 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
             tmp.unlink()
         raise
     _fsync_dir(directory)
+
+
+_FULL = "the disk is full: free some space or choose another drive"
+_NOT_WRITABLE = "this folder cannot be written to: choose another folder"
+# What a person can do about each reason the system gives for a failed write.
+_WRITE_ADVICE = {
+    errno.ENOSPC: _FULL,
+    getattr(errno, "EDQUOT", errno.ENOSPC): _FULL,
+    errno.EROFS: "the drive is read-only: choose another folder",
+    errno.EACCES: _NOT_WRITABLE,
+    errno.EPERM: _NOT_WRITABLE,
+    errno.EISDIR: "give a file name, not a folder",
+    # making the folders of a path one part of which is a file
+    errno.EEXIST: "a part of the path is a file, not a folder: choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another folder",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter one",
+    errno.ENOENT: "that folder cannot be made there: choose an existing folder",
+}
+
+
+def write_error_message(what: str, path: PathLike, error: OSError) -> str:
+    """One line for a person: which file could not be written, why, and what to do."""
+    advice = _WRITE_ADVICE.get(error.errno, "check free disk space and that the folder is writable")
+    return f"cannot write {what} {path}: {error.strerror or error} — {advice}"
 
 
 def atomic_write(path: PathLike, write_fn: Callable[[IO[bytes]], object]) -> Path:

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .atomic import atomic_write
+from .atomic import atomic_write, write_error_message
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, as_one_line
 from .memory import human_bytes
@@ -157,9 +157,7 @@ def save_checkpoint(
         p.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(p, lambda f: f.write(data))
     except OSError as e:
-        raise CheckpointError(
-            f"cannot write checkpoint {p}: {e.strerror or e} — check free disk space and that the folder is writable"
-        ) from None
+        raise CheckpointError(write_error_message("checkpoint", p, e)) from None
     return p
 
 

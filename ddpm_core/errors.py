@@ -23,6 +23,10 @@ class CheckpointError(DDPMError):
     """A checkpoint file is missing, corrupt, unsafe, or does not fit the model."""
 
 
+class OutputError(DDPMError):
+    """An exported file (PNG, GIF) cannot be written where the person asked."""
+
+
 class TrainingDiverged(DDPMError):
     """The loss became NaN or infinite: the weights are no longer worth saving."""
 

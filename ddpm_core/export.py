@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_write
+from .atomic import atomic_write, write_error_message
+from .errors import OutputError
 
 __all__ = [
     "to_uint8",
@@ -119,9 +120,7 @@ def save_png_grid(x: ImageBatch, path: PathLike, nrow: Optional[int] = None, sca
                   padding: int = 2) -> Path:
     """Write the grid of images `x` as a PNG, atomically; parent folders are created."""
     img = grid_image(x, nrow=nrow, padding=padding, scale=scale)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(p, lambda f: img.save(f, format="PNG"))
+    return _write(Path(path), "PNG", lambda f: img.save(f, format="PNG"))
 
 
 # ---- GIFs -----------------------------------------------------------------------------
@@ -255,8 +254,6 @@ def _to_palette(img: Image.Image) -> Image.Image:
 def _save_gif(images: list[Image.Image], durations: list, path: PathLike, loop: Optional[int]) -> Path:
     if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 65535):
         raise ValueError(f"loop must be None or a whole number from 0 to 65535, not {loop!r}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
 
     def write(f):
         w = _GifWriter(f, images[0].size, loop)
@@ -264,7 +261,16 @@ def _save_gif(images: list[Image.Image], durations: list, path: PathLike, loop: 
             w.add(img if img.mode == "L" else _to_palette(img), ms)
         w.close()
 
-    return atomic_write(p, write)
+    return _write(Path(path), "GIF", write)
+
+
+def _write(p: Path, what: str, write_fn) -> Path:
+    """Create p's folders and write p atomically; OSError becomes a one-line OutputError."""
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(p, write_fn)
+    except OSError as e:
+        raise OutputError(write_error_message(what, p, e)) from None
 
 
 class _GifWriter:

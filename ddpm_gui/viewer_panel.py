@@ -458,14 +458,14 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
             return False
         stack = traj.x_t if frames == "x_t" else traj.x0
         keep = trajectory_frame_indices(traj.frame_count, stride)
-        # Only the frames and the image kept are converted to floats: a small copy, made
-        # here so the worker never reads a trajectory a new sampling run could replace.
-        chosen = stack[keep] if index is None else stack[keep, index : index + 1]
         columns = 1 if index is not None else math.ceil(math.sqrt(traj.count))
         scale = _export_scale(columns, stack.shape[3])
         path = str(path)
 
         def write() -> str:
+            # On the task's thread: copying a long run's frames took the window 1.7 s. The
+            # array is a finished trajectory's; a new sampling run makes a new one.
+            chosen = stack[keep] if index is None else stack[keep, index : index + 1]
             floats = Trajectory.to_model_range(chosen)
             return str(save_trajectory_gif(
                 list(floats), path, stride=1, duration_ms=duration_ms, loop=0 if loop else None, scale=scale

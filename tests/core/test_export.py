@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import errno
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from ddpm_core.schedules import NoiseSchedule
 from PIL import Image
 
 import ddpm_core.atomic as atomic
+from ddpm_core.errors import OutputError
 from ddpm_core.export import (
     forward_timesteps,
     grid_image,
@@ -102,6 +105,33 @@ def test_save_png_grid(tmp_path):
     with Image.open(save_png_grid(rgb, tmp_path / "rgb.png")) as im:
         assert im.mode == "RGB" and np.array_equal(np.asarray(im), expected_grid(rgb))
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(atomic.TEMP_SUFFIX)]
+
+
+def test_a_file_that_cannot_be_written_is_told_in_one_line_with_what_to_do(tmp_path, monkeypatch):
+    x = rand_images(2, 1, 4, 4)
+    existing = tmp_path / "keep.png"
+    existing.write_bytes(b"the old file")
+    cases = {
+        tmp_path: "give a file name, not a folder",  # a folder
+        existing / "x.gif": "a part of the path is a file",  # its folder is a file
+        tmp_path / ("n" * 300 + ".png"): "the name is too long",
+    }
+    for path, advice in cases.items():
+        for save in (lambda: save_png_grid(x, path), lambda: save_trajectory_gif([x, x], path)):
+            with pytest.raises(OutputError) as e:
+                save()
+            message = str(e.value)
+            assert message.startswith("cannot write ") and str(path) in message and advice in message, message
+            assert "\n" not in message
+    # A full disk, as the system reports it at the write: the old file stays as it was.
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(OutputError, match="No space left on device — the disk is full: free some space"):
+        save_png_grid(x, existing)
+    assert existing.read_bytes() == b"the old file"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
 
 
 # ---- trajectory GIFs -------------------------------------------------------------------------
