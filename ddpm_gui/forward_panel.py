@@ -17,7 +17,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -32,12 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ddpm_core.config import DataConfig
 from ddpm_core.data import IMAGE_EXTENSIONS, load_image
-from ddpm_core.errors import DDPMError
-from ddpm_gui.forward_samples import SampleLoader, SamplePool
+from ddpm_gui.forward_samples import SamplePool, load_pool
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.schedule_controls import MAX_T, ScheduleControls
 from ddpm_gui.state import AppState
+from ddpm_gui.workers import LatestTask
 
 STRIP_STEPS = 7  # t = 0, T/6, ..., T−1: the article's "noise at several t" figure
 IMAGE_COUNTS = (1, 4, 9, 16)  # how many dataset images the big view noises at once (square grids)
@@ -149,15 +149,21 @@ class ForwardPanel(QWidget):
         self._pool: Optional[SamplePool] = None
         self._pool_index = 0
         self._image_path: Optional[str] = None  # set while showing an opened file
+        self._opening: Optional[str] = None  # the file being read for it, off this thread
         self._caption = ""
         self._zoom: Optional[ZoomDialog] = None
-        self._loader = SampleLoader(self)
+        # Off the GUI thread: a dataset's example images, and an opened image file (a large
+        # photo took 1.8 s to decode, a named pipe for ever).
+        self._pool_loader = LatestTask("forward-samples", self)
+        self._file_loader = LatestTask("open-image", self)
 
         self._build()
         self.setAcceptDrops(True)
 
-        self._loader.loaded.connect(self._on_pool_loaded)
-        self._loader.failed.connect(self._on_pool_failed)
+        self._pool_loader.loaded.connect(self._on_pool_loaded)
+        self._pool_loader.failed.connect(self._on_pool_failed)
+        self._file_loader.loaded.connect(self._on_file_loaded)
+        self._file_loader.failed.connect(self._on_file_failed)
         state.scheduleChanged.connect(self._on_schedule_changed)
         state.timestepChanged.connect(self._on_t_changed)
         state.dataChanged.connect(self._on_data_changed)
@@ -496,7 +502,7 @@ class ForwardPanel(QWidget):
 
     def another_sample(self) -> None:
         """Next image of the dataset pool (also leaves an opened image file)."""
-        self._image_path = None
+        self._image_path = self._opening = None
         if self._pool is None:
             return  # still loading: the first image shows when it arrives
         n = len(self._pool.images)
@@ -511,7 +517,7 @@ class ForwardPanel(QWidget):
             self.count_combo.setCurrentIndex(max(0, self.count_combo.findData(n)))  # comes back here
             return
         self._count = n
-        self._image_path = None  # like "Another sample", a dataset choice leaves an opened file
+        self._image_path = self._opening = None  # like "Another sample", a dataset choice leaves an opened file
         if self._pool is not None:
             self._show_pool_image()
 
@@ -523,9 +529,10 @@ class ForwardPanel(QWidget):
         pick = [(i + k) % len(pool.images) for k in range(n)]
         self._set_x0(pool.images[pick], f"{pool.title} · {label}" if label else pool.title)
 
-    def _request_pool(self) -> None:
+    def _request_pool(self, cfg: Optional[DataConfig] = None) -> None:
         self._pool = None
-        self._loader.request(self.state.data, seed=int(self._rng.integers(2**31)))
+        cfg, seed = cfg or self.state.data, int(self._rng.integers(2**31))
+        self._pool_loader.request(lambda: load_pool(cfg, seed))
 
     def _on_pool_loaded(self, pool: SamplePool) -> None:
         self._pool = pool
@@ -540,19 +547,21 @@ class ForwardPanel(QWidget):
             self.state.errorOccurred.emit(message)  # nothing left to fall back to
             return
         self.state.status.emit(f"{message} (showing the built-in shapes meanwhile)")
-        fallback = dataclasses.replace(self.state.data, dataset="shapes", root=None)
-        self._loader.request(fallback, seed=int(self._rng.integers(2**31)))
+        self._request_pool(dataclasses.replace(self.state.data, dataset="shapes", root=None))
 
     def _on_data_changed(self) -> None:
-        # An opened file stays, reloaded at the new size; if it is gone, back to the dataset.
-        if self._image_path is not None and not self._load_file(self._image_path):
-            self._image_path = None
+        # An opened file stays (or one being opened), read again at the new size; if that
+        # fails, back to the dataset.
+        path = self._opening or self._image_path
+        if path is not None:
+            self._read_file(path)
         self._request_pool()
 
     # ---- opening an image file -------------------------------------------------------------
     def open_image(self, path: Optional[str] = None) -> bool:
-        """Use an image file as x₀. Without a path, ask with a file dialog. Errors go to
-        `state.errorOccurred`; returns whether the image is now shown."""
+        """Use an image file as x₀. Without a path, ask with a file dialog. The file is read
+        off the GUI thread: `imagesShown` when it is shown, `state.errorOccurred` if it cannot
+        be read (the images shown stay). Returns whether reading started."""
         if path is None:
             patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
             path, _ = QFileDialog.getOpenFileName(
@@ -560,25 +569,34 @@ class ForwardPanel(QWidget):
             )
             if not path:
                 return False
-        if not self._load_file(path):
-            return False
-        self._image_path = str(path)
+        self._read_file(str(path))
         self.last_image_dir = str(Path(path).parent)
-        self.state.status.emit(f"Noising {Path(path).name}")
+        self.state.status.emit(f"Opening {Path(path).name}…")
         return True
 
-    def _load_file(self, path: str) -> bool:
+    def _read_file(self, path: str) -> None:
         cfg = self.state.data
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        try:
-            x0 = load_image(path, cfg.image_size, cfg.channels).numpy()
-        except DDPMError as e:
-            self.state.errorOccurred.emit(str(e))
-            return False
-        finally:
-            QApplication.restoreOverrideCursor()
+        self._opening = path
+        self._file_loader.request(lambda: (path, cfg, load_image(path, cfg.image_size, cfg.channels).numpy()))
+
+    def _on_file_loaded(self, result) -> None:
+        path, cfg, x0 = result
+        if path != self._opening or cfg != self.state.data:
+            return  # left for a dataset image meanwhile, or read at a size no longer wanted
+        self._opening = None
+        self._image_path = path
         self._set_x0(x0[None], f"{Path(path).name} at {cfg.image_size}×{cfg.image_size} (the training size)")
-        return True
+        self.state.status.emit(f"Noising {Path(path).name}")
+
+    def _on_file_failed(self, message: str) -> None:
+        if self._opening is None:
+            return
+        self._opening = None
+        self.state.errorOccurred.emit(message)
+        if self._image_path is not None:  # the file shown was moved or changed: back to the dataset
+            self._image_path = None
+            if self._pool is not None:
+                self._show_pool_image()
 
     # ---- drag and drop ---------------------------------------------------------------------
     @staticmethod
@@ -601,7 +619,8 @@ class ForwardPanel(QWidget):
 
     # ---- closing -------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Wait for a background image load, so no QThread outlives the window."""
-        self._loader.shutdown()
+        """Wait for background image loads, so no QThread outlives the window."""
+        self._pool_loader.shutdown()
+        self._file_loader.shutdown()
         if self._zoom is not None:
             self._zoom.close()

@@ -2,7 +2,7 @@
 
 The forward panel only needs a few dozen images of the current dataset, but getting them
 can mean reading a 160 MB archive (CIFAR-10) or hundreds of files, so it always happens on
-a worker thread (the shared `TaskWorker`, so the app's thread registry joins it on quit).
+a worker thread (`workers.LatestTask`, so the app's thread registry joins it on quit).
 A dataset that is not downloaded yet is never downloaded from here (that is the training
 panel's job, with its progress bar): the built-in shapes stand in meanwhile.
 """
@@ -13,16 +13,13 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
-from PySide6.QtCore import QObject, Signal
 
 from ddpm_core import data
 from ddpm_core.config import DataConfig
 from ddpm_core.errors import DataError, DDPMError
-from ddpm_gui.workers import TaskWorker
 
 POOL_SIZE = 48  # enough variety for "Another sample", quick to make at any image size
 _READ_LIMIT = 512  # images read from a downloaded dataset to draw the pool from
@@ -89,63 +86,3 @@ def _folder_pool(cfg: DataConfig, seed: int) -> SamplePool:
     if not images:
         raise DataError(f"no readable images in {root}: choose a folder with PNG or JPEG images")
     return SamplePool(np.stack(images), captions, f"Folder '{root.name}'")
-
-
-class SampleLoader(QObject):
-    """Loads one pool at a time on a worker thread; a request made while loading replaces
-    the queued one (a running read cannot be interrupted, so its result is dropped)."""
-
-    loaded = Signal(object)  # SamplePool
-    failed = Signal(str)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._worker: Optional[TaskWorker] = None
-        self._queued: Optional[tuple[DataConfig, int]] = None
-        self._closed = False
-
-    def request(self, cfg: DataConfig, seed: int) -> None:
-        if self._closed:
-            return
-        if self._worker is not None:
-            self._queued = (cfg, seed)
-            return
-        self._start(cfg, seed)
-
-    def is_loading(self) -> bool:
-        return self._worker is not None
-
-    def _start(self, cfg: DataConfig, seed: int) -> None:
-        worker = TaskWorker(lambda: load_pool(cfg, seed), name="forward-samples")
-        worker.succeeded.connect(self._on_succeeded)
-        worker.failed.connect(self._on_failed)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
-
-    def _is_current(self) -> bool:
-        return not self._closed and self._worker is not None and self.sender() is self._worker
-
-    def _on_succeeded(self, pool: SamplePool) -> None:
-        if self._is_current() and self._queued is None:
-            self.loaded.emit(pool)
-
-    def _on_failed(self, message: str) -> None:
-        if self._is_current() and self._queued is None:
-            self.failed.emit(message)
-
-    def _on_finished(self) -> None:
-        if not self._is_current():
-            return
-        self._worker = None
-        if self._queued is not None:
-            queued, self._queued = self._queued, None
-            self._start(*queued)
-
-    def shutdown(self) -> None:
-        """Wait for a running load (reads take seconds at most) and ignore what it sends."""
-        self._closed = True
-        self._queued = None
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.wait(None)

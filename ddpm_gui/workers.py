@@ -378,3 +378,66 @@ class TaskWorker(Worker):
 
     def _release(self) -> None:
         self._fn = None
+
+
+class LatestTask(QObject):
+    """Runs one call at a time on a TaskWorker, for results only the latest request wants
+    (the forward tab's example images, an image file being opened). A request made while
+    one runs is queued, replacing any queued before it; a running call cannot be
+    interrupted, so its result is dropped when another request came meanwhile."""
+
+    loaded = Signal(object)  # the latest call's return value
+    failed = Signal(str)  # its one-line error
+
+    def __init__(self, name: str, parent=None):
+        super().__init__(parent)
+        self._name = name
+        self._worker: Optional[TaskWorker] = None
+        self._queued: Optional[Callable[[], object]] = None
+        self._closed = False
+
+    def request(self, fn: Callable[[], object]) -> None:
+        if self._closed:
+            return
+        if self._worker is not None:
+            self._queued = fn
+            return
+        self._start(fn)
+
+    def is_loading(self) -> bool:
+        return self._worker is not None
+
+    def _start(self, fn: Callable[[], object]) -> None:
+        worker = TaskWorker(fn, name=self._name)
+        worker.succeeded.connect(self._on_succeeded)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _is_current(self) -> bool:
+        return not self._closed and self._worker is not None and self.sender() is self._worker
+
+    def _on_succeeded(self, result) -> None:
+        if self._is_current() and self._queued is None:
+            self.loaded.emit(result)
+
+    def _on_failed(self, message: str) -> None:
+        if self._is_current() and self._queued is None:
+            self.failed.emit(message)
+
+    def _on_finished(self) -> None:
+        if not self._is_current():
+            return
+        self._worker = None
+        if self._queued is not None:
+            queued, self._queued = self._queued, None
+            self._start(queued)
+
+    def shutdown(self) -> None:
+        """Wait for a running call (reads take seconds at most) and ignore what it sends."""
+        self._closed = True
+        self._queued = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.wait(None)

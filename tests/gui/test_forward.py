@@ -163,9 +163,23 @@ def write_png(path, size=(40, 30)) -> str:
     return str(path)
 
 
-def test_open_image_file(panel, app_state, messages, tmp_path):
+def open_and_wait(panel, qtbot, path) -> None:
+    with qtbot.waitSignal(panel.imagesShown, timeout=10_000):
+        assert panel.open_image(path)
+
+
+def test_open_image_file(panel, app_state, messages, tmp_path, qtbot, monkeypatch):
+    # The file is read on another thread: decoding a large photo held the window 1.8 s.
+    import threading
+
+    from ddpm_gui import forward_panel
+
+    threads = []
+    real = forward_panel.load_image
+    monkeypatch.setattr(forward_panel, "load_image", lambda *a: threads.append(threading.current_thread()) or real(*a))
     path = write_png(tmp_path / "cat.png")
-    assert panel.open_image(path)
+    open_and_wait(panel, qtbot, path)
+    assert threads and threads[0] is not threading.main_thread()
     assert panel.x0.shape == (1, 16, 16)  # resized and centre-cropped to the training size
     assert "cat.png" in panel.source_label.text()
     assert panel.last_image_dir == str(tmp_path)
@@ -173,22 +187,24 @@ def test_open_image_file(panel, app_state, messages, tmp_path):
 
 
 @pytest.mark.parametrize("name, content", [("broken.png", b"not an image"), ("missing.png", None)])
-def test_bad_image_file_reports_an_error(panel, messages, tmp_path, name, content):
+def test_bad_image_file_reports_an_error(panel, app_state, messages, tmp_path, qtbot, name, content):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
     before = panel.x0.copy()
-    assert panel.open_image(str(path)) is False
+    with qtbot.waitSignal(app_state.errorOccurred, timeout=10_000):
+        panel.open_image(str(path))
     assert len(messages["error"]) == 1 and name in messages["error"][0]
     assert np.array_equal(panel.x0, before)
 
 
-def test_drag_and_drop_an_image(panel, tmp_path):
+def test_drag_and_drop_an_image(panel, tmp_path, qtbot):
     path = write_png(tmp_path / "dropped.png")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(path)])
     event = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-    panel.dropEvent(event)
+    with qtbot.waitSignal(panel.imagesShown, timeout=10_000):
+        panel.dropEvent(event)
     assert "dropped.png" in panel.source_label.text()
 
 
@@ -199,12 +215,13 @@ def test_data_change_reloads_at_the_new_size(panel, app_state, qtbot, tmp_path):
 
 
 def test_opened_image_follows_a_size_change(panel, app_state, qtbot, tmp_path):
-    panel.open_image(write_png(tmp_path / "photo.png"))
-    app_state.set_data(DataConfig(image_size=8))
+    open_and_wait(panel, qtbot, write_png(tmp_path / "photo.png"))
+    with qtbot.waitSignal(panel.imagesShown, timeout=10_000):
+        app_state.set_data(DataConfig(image_size=8))
     assert panel.x0.shape == (1, 8, 8)
     assert "photo.png" in panel.source_label.text()
     qtbot.wait(50)  # the dataset pool reloads too; it must not replace the opened file
-    qtbot.waitUntil(lambda: not panel._loader.is_loading(), timeout=10_000)
+    qtbot.waitUntil(lambda: not panel._pool_loader.is_loading(), timeout=10_000)
     assert "photo.png" in panel.source_label.text()
 
 
@@ -268,9 +285,9 @@ def test_every_image_of_the_grid_is_its_own_x_t(panel, app_state):
     np.testing.assert_allclose(panel.x_t(t), expected[0], atol=1e-6)
 
 
-def test_an_opened_image_is_shown_alone_until_a_count_is_chosen(panel, tmp_path):
+def test_an_opened_image_is_shown_alone_until_a_count_is_chosen(panel, tmp_path, qtbot):
     panel.set_image_count(4)
-    panel.open_image(write_png(tmp_path / "cat.png"))
+    open_and_wait(panel, qtbot, write_png(tmp_path / "cat.png"))
     assert panel.image_count() == 1 and "cat.png" in panel.source_label.text()
     panel.set_image_count(16)  # a dataset choice: back to the dataset
     assert panel.image_count() == 16 and "Built-in shapes" in panel.source_label.text()
