@@ -79,21 +79,30 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
 
     If the block raises, the temporary file is deleted and `path` keeps its old content.
     `mode` must be a write mode: "wb" (default) or "w" (text, UTF-8 unless `encoding`).
+    A symbolic link is followed (the file it points to is replaced, the link stays); a
+    folder, device, pipe or socket at `path` is refused with an OSError.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', not {mode!r}")
     target = Path(path)
+    if target.is_symlink():
+        # Replace the file the link points to, not the link (a rename would put a plain file
+        # where the link was).
+        target = Path(os.path.realpath(target))
     directory = target.parent if str(target.parent) else Path(".")
     if mode == "w" and encoding is None:
         encoding = "utf-8"
 
     # Errors name `path`, not the hidden temporary file the user never asked for.
     if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file name", str(target))
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if target.exists() and not target.is_file():
+        # A rename over /dev/full or a named pipe would replace the device or pipe itself.
+        raise OSError(errno.EINVAL, "is a device, a pipe or a socket, not a file", str(path))
     try:
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
     except OSError as e:
-        raise type(e)(e.errno, f"cannot create a file in {directory} ({e.strerror})", str(target)) from None
+        raise type(e)(e.errno, f"cannot create a file in {directory} ({e.strerror})", str(path)) from None
     tmp = Path(tmp_name)
     try:
         # mkstemp creates the file 0600; give it the target's mode (or the usual default)
@@ -141,6 +150,7 @@ _WRITE_ADVICE = {
     errno.ENOTDIR: "a part of the path is a file, not a folder: choose another folder",
     errno.ENAMETOOLONG: "the name is too long: choose a shorter one",
     errno.ENOENT: "that folder cannot be made there: choose an existing folder",
+    errno.EINVAL: "choose another file name",
 }
 
 

@@ -3,10 +3,12 @@ safe checkpoint with a one-line CheckpointError that names the file."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import random
+import stat
 import subprocess
 import sys
 import warnings
@@ -213,6 +215,24 @@ def test_atomic_write_failure_midway_keeps_old_file(tmp_path):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_atomic_write_follows_links_and_never_replaces_a_device_or_pipe(tmp_path):
+    real = tmp_path / "real.png"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    atomic.atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"  # the link stays a link
+    if hasattr(os, "mkfifo"):
+        pipe = tmp_path / "out.png"
+        os.mkfifo(pipe)
+        with pytest.raises(OSError, match="a device, a pipe or a socket") as e:
+            atomic.atomic_write_bytes(pipe, b"x")
+        assert e.value.errno == errno.EINVAL and e.value.filename == str(pipe)
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode)  # still a pipe, not a file
+    with pytest.raises(IsADirectoryError):
+        atomic.atomic_write_bytes(tmp_path, b"x")
+
+
 def test_atomic_write_keeps_permissions(tmp_path):
     target = tmp_path / "t.txt"
     target.write_text("a")
