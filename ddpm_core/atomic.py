@@ -26,6 +26,7 @@ from typing import IO, Callable, Iterator, Union
 __all__ = [
     "atomic_write",
     "atomic_open",
+    "check_writable",
     "atomic_write_bytes",
     "atomic_write_text",
     "remove_stale_temp_files",
@@ -72,6 +73,43 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _target(path: PathLike) -> Path:
+    """The file a write to `path` replaces; OSError (naming `path`) where none may be."""
+    target = Path(path)
+    if target.is_symlink():
+        # Replace the file the link points to, not the link (a rename would put a plain file
+        # where the link was).
+        target = Path(os.path.realpath(target))
+    # Errors name `path`, not the hidden temporary file the user never asked for.
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if target.exists() and not target.is_file():
+        # A rename over /dev/full or a named pipe would replace the device or pipe itself.
+        raise OSError(errno.EINVAL, "is a device, a pipe or a socket, not a file", str(path))
+    return target
+
+
+def _temp_file(path: PathLike, target: Path) -> tuple[int, Path]:
+    """A new hidden temporary file beside `target`: (descriptor, path)."""
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot create a file in {directory} ({e.strerror})", str(path)) from None
+    return fd, Path(tmp_name)
+
+
+def check_writable(path: PathLike) -> None:
+    """Raise the OSError writing `path` would raise for where it is (a folder, a device, a
+    folder that cannot be written to), before the work whose result is to go there; its
+    folders are made."""
+    target = _target(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_file(path, target)
+    os.close(fd)
+    tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None,
                 newline: str | None = None) -> Iterator[IO]:
@@ -84,26 +122,11 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str | None = None
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', not {mode!r}")
-    target = Path(path)
-    if target.is_symlink():
-        # Replace the file the link points to, not the link (a rename would put a plain file
-        # where the link was).
-        target = Path(os.path.realpath(target))
+    target = _target(path)
     directory = target.parent if str(target.parent) else Path(".")
     if mode == "w" and encoding is None:
         encoding = "utf-8"
-
-    # Errors name `path`, not the hidden temporary file the user never asked for.
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-    if target.exists() and not target.is_file():
-        # A rename over /dev/full or a named pipe would replace the device or pipe itself.
-        raise OSError(errno.EINVAL, "is a device, a pipe or a socket, not a file", str(path))
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=TEMP_SUFFIX)
-    except OSError as e:
-        raise type(e)(e.errno, f"cannot create a file in {directory} ({e.strerror})", str(path)) from None
-    tmp = Path(tmp_name)
+    fd, tmp = _temp_file(path, target)
     try:
         # mkstemp creates the file 0600; give it the target's mode (or the usual default)
         # so replacing a file does not silently change who may read it.

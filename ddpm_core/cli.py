@@ -12,7 +12,6 @@ exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from .errors import ConfigError, DDPMError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\nddpm {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 # ---- train -------------------------------------------------------------------------------
@@ -253,27 +253,44 @@ def cmd_train(a) -> int:
     from .autosave import AutosaveClock
     from .config import RunConfig
     from .device import describe_device
-    from .run_folder import RunFolder, latest_checkpoint
+    from .atomic import atomic_write_text, write_error_message
+    from .run_folder import RunFolder, choose_run_folder, latest_checkpoint, run_root_of
     from .training import Trainer
     from .unet import count_parameters
 
     if a.resume is not None:
+        if a.config is not None or a.save_config is not None:
+            raise ConfigError(
+                "--config and --save-config are for new runs: a resumed run keeps its checkpoint's settings "
+                "(flags such as --steps or --lr still change those that may change)"
+            )
         ckpt_path = latest_checkpoint(a.resume) if a.resume.is_dir() else a.resume
+        home = run_root_of(ckpt_path)
+        out = choose_run_folder(a.out, continuing=home)  # before the data is loaded: fail fast
         trainer = Trainer.from_checkpoint(ckpt_path, progress=_download_progress, overrides=lambda c: _apply_flags(c, a))
         _end_progress_line()
-        out = a.out or (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent)
+        if trainer.step >= trainer.total_steps:
+            raise ConfigError(
+                f"{ckpt_path} is at step {trainer.step:,}, and this run was to end at step {trainer.total_steps:,}: "
+                f"give --steps more than {trainer.step:,} (or --epochs) to train on"
+            )
         print(f"resuming {ckpt_path} at step {trainer.step}")
+        if home is None and a.out is None:
+            print(f"the checkpoint is not in a run folder: this run's files go to {out}")
     else:
         cfg = RunConfig.load(a.config) if a.config else RunConfig()
         _apply_flags(cfg, a)
         cfg.validate()
         if a.save_config:
-            a.save_config.write_text(cfg.to_json() + "\n", encoding="utf-8")
+            try:
+                atomic_write_text(a.save_config, cfg.to_json() + "\n")
+            except OSError as e:
+                raise ConfigError(write_error_message("the config to", a.save_config, e)) from None
             print(f"wrote {a.save_config}")
             return 0
+        out = choose_run_folder(a.out)  # before the data is loaded: fail fast
         trainer = Trainer(cfg, progress=_download_progress)
         _end_progress_line()
-        out = a.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
     cfg = trainer.config
     run = RunFolder(out)
@@ -292,6 +309,7 @@ def cmd_train(a) -> int:
     bar = _ProgressBar(trainer.total_steps)
     autosave = AutosaveClock(cfg.train.autosave_minutes)
     last = None
+    interrupted = False
     try:
         for rec in trainer.steps():
             last = rec
@@ -305,6 +323,7 @@ def cmd_train(a) -> int:
                 bar.note(f"{kind}: {run.save_checkpoint(trainer)}")
                 autosave.saved()
     except KeyboardInterrupt:
+        interrupted = True
         bar.note("interrupted: saving a checkpoint")
     finally:
         bar.close()
@@ -314,7 +333,7 @@ def cmd_train(a) -> int:
         print(f"done: step {last.step}, loss {last.loss:.4f}, {last.elapsed:.1f} s training")
     print(f"checkpoint: {path}")
     print(f"sample it:  ddpm sample {path} --png samples.png --gif denoise.gif")
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 class _ProgressBar:
@@ -365,7 +384,7 @@ def _hms(seconds: Optional[float]) -> str:
 
 def cmd_sample(a) -> int:
     from .device import describe_device, pick_device
-    from .export import save_png_grid, save_trajectory_gif
+    from .export import check_output, save_png_grid, save_trajectory_gif
     from .model_io import load_for_sampling
     from .run_folder import latest_checkpoint
     from .samplers import sample_loop
@@ -373,6 +392,12 @@ def cmd_sample(a) -> int:
 
     if a.gif_index is not None and not 0 <= a.gif_index < a.num:
         raise ConfigError(f"--gif-index {a.gif_index} is out of range: choose 0 to {a.num - 1}")
+    if a.steps is not None and a.sampler == "ddpm":
+        raise ConfigError("--steps is for --sampler ddim: DDPM always takes all of the model's T steps")
+    png = a.png or (None if a.gif else Path("samples.png"))
+    for out, what in ((png, "PNG"), (a.gif, "GIF")):
+        if out is not None:
+            check_output(out, what)  # before the sampling, not after it
     path = latest_checkpoint(a.checkpoint) if a.checkpoint.is_dir() else a.checkpoint
     loaded = load_for_sampling(path, device=pick_device(a.device), use_ema=not a.no_ema, image_size=a.image_size)
     configure_backend(loaded.device)
@@ -380,7 +405,6 @@ def cmd_sample(a) -> int:
     T = cfg.schedule.timesteps
     if a.steps is not None and a.sampler == "ddim" and a.steps > T:
         raise ConfigError(f"--steps {a.steps} is more than the model's T={T}")
-    png = a.png or (None if a.gif else Path("samples.png"))
     shape = (a.num, cfg.model.channels, cfg.data.image_size, cfg.data.image_size)
     gen = torch.Generator().manual_seed(a.seed)  # CPU generator: the same noise on any device
     print(
@@ -427,12 +451,13 @@ def cmd_sample(a) -> int:
 
 def cmd_forward(a) -> int:
     from .data import to_model_range
-    from .export import save_forward_gif
+    from .export import check_output, save_forward_gif
     from .image_folder import load_image
     from .schedules import NoiseSchedule
     from .shapes import make_shapes
 
     schedule = NoiseSchedule.from_name(a.schedule, a.timesteps)
+    check_output(a.gif, "GIF")
     if a.image is not None:
         x0 = load_image(a.image, a.image_size, a.channels)[None]
     else:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_write, write_error_message
+from .atomic import atomic_write, check_writable, write_error_message
 from .errors import OutputError
 
 __all__ = [
@@ -262,6 +262,15 @@ def _save_gif(images: list[Image.Image], durations: list, path: PathLike, loop: 
         w.close()
 
     return _write(Path(path), "GIF", write)
+
+
+def check_output(path: PathLike, what: str) -> None:
+    """Raise OutputError (one line) now if the `what` ("PNG", "GIF") could not be written to
+    `path`, before the work that makes it; its folders are made."""
+    try:
+        check_writable(path)
+    except OSError as e:
+        raise OutputError(write_error_message(what, path, e)) from None
 
 
 def _write(p: Path, what: str, write_fn) -> Path:

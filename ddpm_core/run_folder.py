@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -15,10 +16,45 @@ from typing import Optional
 
 from .atomic import TEMP_SUFFIX, atomic_write
 from .checkpoint import read_checkpoint_config
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .export import save_png_grid
 
 CHECKPOINT_RE = re.compile(r"^step_(\d+)\.safetensors$")
+RUN_ENTRIES = ("config.json", "metrics.jsonl", "checkpoints", "previews")  # what a run folder holds
+
+
+def run_root_of(checkpoint: Path) -> Optional[Path]:
+    """The run folder a checkpoint file is in (<run>/checkpoints/step_N.safetensors), or None."""
+    parent = checkpoint.parent
+    if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
+        return parent.parent
+    return None
+
+
+def choose_run_folder(out: Optional[Path], continuing: Optional[Path] = None, base: Path = Path("runs")) -> Path:
+    """Where a run writes: `out`, else the run folder it continues (`continuing`), else a new
+    `base`/<date-time>. Never a folder that holds another run (its checkpoints would be
+    pruned and its config and metrics replaced) nor a file: ConfigError (one line)."""
+    if out is None:
+        return continuing if continuing is not None else _new_name(base)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: choose a folder for the run's files")
+    same = continuing is not None and out.resolve() == continuing.resolve()
+    taken = [name for name in RUN_ENTRIES if (out / name).exists()]
+    if taken and not same:
+        raise ConfigError(
+            f"{out} already holds a run ({', '.join(taken)}): continue it with 'ddpm train --resume {out}', "
+            "or choose another --out"
+        )
+    return out
+
+
+def _new_name(base: Path) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, k = base / stamp, 2
+    while path.exists():  # two runs started in the same second
+        path, k = base / f"{stamp}-{k}", k + 1
+    return path
 
 
 class RunFolder:

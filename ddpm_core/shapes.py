@@ -90,7 +90,7 @@ def make_shapes(
     images = torch.empty(count, channels, image_size, image_size, dtype=torch.uint8)
     chunk = max(1, CHUNK_PIXELS // (image_size * image_size))
     for a in range(0, count, chunk):
-        if progress is not None:
+        if progress is not None and count > chunk:  # in one chunk it takes no time worth telling
             progress(a, count, f"drawing {count:,} shapes")
         b = min(a + chunk, count)
         images[a:b] = _draw(labels[a:b], r[a:b], cx[a:b], cy[a:b], brightness[a:b], colour[a:b], image_size, channels)

@@ -1,8 +1,13 @@
 """The `ddpm` command line, end to end on the built-in data with a tiny model."""
 
+import hashlib
 import json
+import os
+import shutil
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -326,3 +331,68 @@ def test_bad_image_folders_on_the_command_line(tmp_path, capsys):
         last = err.rstrip("\n").split("\n")[-1]
         assert last.startswith("ddpm train: error: ") and needle in last and str(root) in last, err
         assert "MB" not in err and "Traceback" not in err, err  # file counts are not megabytes
+
+
+def _hashes(folder: Path) -> dict:
+    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_new_run_never_writes_into_another_runs_folder(trained, tmp_path, capsys, monkeypatch):
+    # --out at an existing run: its checkpoints would be pruned, its config and metrics
+    # replaced; refused before any data is loaded, and every file stays as it was.
+    before = _hashes(trained)
+    one_line_exit_2(["train", *TINY, "--steps", "1", "--out", trained], capsys,
+                    trained, "already holds a run", f"--resume {trained}")
+    assert _hashes(trained) == before
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    one_line_exit_2(["train", *TINY, "--steps", "1", "--out", afile], capsys, afile, "is a file")
+    # Two runs started in the same second get two folders.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--steps", "1", "--preview-every", "0"]) == 0
+    assert main(["train", *TINY, "--steps", "1", "--preview-every", "0"]) == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_resuming_a_loose_checkpoint_leaves_its_folder_alone(trained, tmp_path, capsys, monkeypatch):
+    # A checkpoint copied into a folder of one's own: the resumed run's files go to a new
+    # run folder, not beside it (its config.json and metrics.jsonl would be replaced).
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(trained / "checkpoints" / "step_0000004.safetensors", mine / "model.safetensors")
+    (mine / "config.json").write_text('{"my": "settings"}')
+    before = _hashes(mine)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(mine / "model.safetensors"), "--steps", "5", "--preview-every", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "not in a run folder" in out
+    assert _hashes(mine) == before
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "checkpoints" / "step_0000005.safetensors").is_file()
+
+
+def test_resume_and_sample_flags_that_would_be_ignored_are_refused(trained, tmp_path, capsys):
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    before = _hashes(trained)
+    one_line_exit_2(["train", "--resume", trained], capsys, "is at step 4", "--steps more than 4")
+    one_line_exit_2(["train", "--resume", trained, "--config", tmp_path / "c.json"], capsys, "--config", "new runs")
+    assert _hashes(trained) == before
+    one_line_exit_2(["sample", good, "--sampler", "ddpm", "--steps", "5"], capsys, "--steps is for --sampler ddim")
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(trained, tmp_path, capsys, monkeypatch):
+    from ddpm_core import samplers
+
+    monkeypatch.setattr(samplers, "sample_loop", lambda *a, **k: pytest.fail("sampled first"))
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    one_line_exit_2(["sample", good, "--png", tmp_path], capsys, "cannot write PNG", "give a file name")
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    one_line_exit_2(["sample", good, "--gif", afile / "d.gif"], capsys, "cannot write GIF", "a part of the path is a file")
+    if hasattr(os, "mkfifo"):
+        pipe = tmp_path / "pipe.gif"
+        os.mkfifo(pipe)
+        one_line_exit_2(["forward", "--frames", "2", "--image-size", "8", "--gif", pipe], capsys,
+                        "a device, a pipe or a socket")
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode)
