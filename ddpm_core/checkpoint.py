@@ -450,6 +450,10 @@ def _meta_json(p: Path, meta: dict, key: str, typ: type, default: Any = None) ->
         raise CheckpointError(
             f"{p} has a corrupt header ('{key}' is not JSON: {e.msg}) — use another checkpoint"
         ) from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise CheckpointError(
+            f"{p} has a corrupt header ('{key}': {as_one_line(e, 120)}) — use another checkpoint"
+        ) from None
     except RecursionError:
         raise CheckpointError(f"{p} has a corrupt header ('{key}' is nested too deeply) — use another checkpoint") from None
     if not isinstance(value, typ):
@@ -646,7 +650,7 @@ def describe_checkpoint(path: PathLike) -> str:
         extra = json.loads(meta.get("extra", "{}"))
         if isinstance(extra, dict) and extra:
             lines.append(f"extra:       {', '.join(sorted(extra))}")
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         pass  # `extra` is a courtesy line; load_checkpoint reports a damaged one
     return "\n".join(lines)
 

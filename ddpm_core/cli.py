@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .errors import ConfigError, DDPMError
+from .errors import ConfigError, DDPMError, shown
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
@@ -33,18 +33,20 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _one_line(message) -> str:
-    # A file name may hold a line break; the error must still be one line.
-    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+def _one_line(message, limit: int = 400) -> str:
+    # A file name may hold a line break; the error must still be one line, and a value of
+    # thousands of characters (argparse quotes what it refuses) not fill the screen.
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number") from None
     if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{shown(v)} must be at least 1")
     return v
 
 
@@ -54,7 +56,7 @@ def _int_upto(hi: int, what: str):
     def parse(text: str) -> int:
         v = _positive_int(text)
         if v > hi:
-            raise argparse.ArgumentTypeError(f"{v} is more than {hi:,}, the most {what}")
+            raise argparse.ArgumentTypeError(f"{shown(v)} is more than {hi:,}, the most {what}")
         return v
 
     return parse
@@ -64,9 +66,9 @@ def _seed(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a whole number") from None
     if not 0 <= v < 2**63:  # what torch.Generator.manual_seed takes (and train.seed allows)
-        raise argparse.ArgumentTypeError(f"{v} is not a seed from 0 to {2**63 - 1}")
+        raise argparse.ArgumentTypeError(f"{shown(v)} is not a seed from 0 to {2**63 - 1}")
     return v
 
 
@@ -74,7 +76,7 @@ def _mults(text: str) -> tuple:
     try:
         values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers, e.g. 1,2,4") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a comma-separated list of whole numbers, e.g. 1,2,4") from None
     if not values:
         raise argparse.ArgumentTypeError("give at least one multiplier, e.g. 1,2")
     return values
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ema-decay", type=float)
     g.add_argument("--preview-every", type=int, help="sample a preview grid every N steps (0: never)")
     g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (0: only at the end)")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=_seed)
     g.add_argument("--device", help="auto, cpu, cuda or mps")
     g.add_argument("--precision", help="auto (bf16 where fast, default), fp32 or bf16")
     g.add_argument(

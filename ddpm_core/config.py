@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, as_one_line, shown
 
 SCHEDULE_NAMES = ("linear", "cosine", "quadratic", "sigmoid")
 LOSS_NAMES = ("l1", "l2", "huber")
@@ -131,6 +131,8 @@ class RunConfig:
             raise ConfigError(f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
         except RecursionError:  # e.g. "[[[[...": deeper than the parser can go
             raise ConfigError(f"{source} is not a configuration (JSON nested too deeply)") from None
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            raise ConfigError(f"{source} is not a configuration ({as_one_line(e, 120)})") from None
         return cls.from_dict(d)
 
     @classmethod
@@ -158,6 +160,13 @@ class RunConfig:
             _int_in("model.init_dim", m.init_dim, 1, 4096)
         if m.out_dim is not None:
             _int_in("model.out_dim", m.out_dim, 1, 16)
+            if m.out_dim != m.channels:
+                # The network predicts the noise ε: one value per pixel and channel. Another
+                # width would train against a broadcast ε and fail when sampling.
+                raise ConfigError(
+                    f"model.out_dim={m.out_dim} must equal model.channels={m.channels} (the network predicts "
+                    "the noise of every channel): leave model.out_dim unset"
+                )
         if not isinstance(m.dim_mults, (tuple, list)) or not m.dim_mults:
             raise ConfigError("model.dim_mults must be a non-empty list of positive integers, e.g. [1, 2, 4]")
         for v in m.dim_mults:
@@ -245,24 +254,24 @@ def _section(klass, values: Any, name: str):
 
 def _int_in(name: str, v: Any, lo: int, hi: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{name} must be a whole number, not {v!r}")
+        raise ConfigError(f"{name} must be a whole number, not {shown(v)}")
     if not lo <= v <= hi:
-        raise ConfigError(f"{name}={v} is out of range: use a value from {lo} to {hi}")
+        raise ConfigError(f"{name}={shown(v)} is out of range: use a value from {lo} to {hi}")
 
 
 def _float_in(name: str, v: Any, lo: float, hi: float) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{name} must be a number, not {v!r}")
+        raise ConfigError(f"{name} must be a number, not {shown(v)}")
     if not lo <= v <= hi:
-        raise ConfigError(f"{name}={v} is out of range: use a value from {lo:g} to {hi:g}")
+        raise ConfigError(f"{name}={shown(v)} is out of range: use a value from {lo:g} to {hi:g}")
 
 
 def _choice(name: str, v: Any, allowed: tuple) -> None:
     # by type too: 1.0 == 1 and True == 1, but a float channel count breaks the model
     if not any(type(v) is type(a) and v == a for a in allowed):
-        raise ConfigError(f"{name}={v!r} is not allowed: choose one of {', '.join(map(str, allowed))}")
+        raise ConfigError(f"{name}={shown(v)} is not allowed: choose one of {', '.join(map(str, allowed))}")
 
 
 def _bool(name: str, v: Any) -> None:
     if not isinstance(v, bool):
-        raise ConfigError(f"{name} must be true or false, not {v!r}")
+        raise ConfigError(f"{name} must be true or false, not {shown(v)}")

@@ -47,3 +47,12 @@ def as_one_line(error: BaseException | str, limit: int = 200) -> str:
     if not text and isinstance(error, BaseException):
         text = type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(value, limit: int = 40) -> str:
+    """A value as an error message quotes it: repr, cut to `limit` characters. Python will not
+    even write out an integer of over 4,300 digits, so such a one is described instead."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        return f"a number of about {int(value.bit_length() * 0.30103):,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -92,7 +92,9 @@ class Unet(nn.Module):
             )
 
         self.out_dim = out_dim or channels
-        self.final_res_block = block_klass(dim * 2, dim, time_emb_dim=time_dim)
+        # The last level's features (init_dim wide) joined with the first ones (init_dim too);
+        # the article writes dim * 2, the same where init_dim is left unset.
+        self.final_res_block = block_klass(init_dim * 2, dim, time_emb_dim=time_dim)
         self.final_conv = nn.Conv2d(dim, self.out_dim, 1)
         self.downsample_factor = 2 ** (num_resolutions - 1)
 

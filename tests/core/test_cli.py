@@ -396,3 +396,32 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(trained, tm
         one_line_exit_2(["forward", "--frames", "2", "--image-size", "8", "--gif", pipe], capsys,
                         "a device, a pipe or a socket")
         assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+def test_numbers_of_thousands_of_digits_get_a_short_message(trained, tmp_path, capsys):
+    # Python refuses to convert integers of over 4,300 digits (a ValueError of its own) and
+    # to print them; the messages must still be one short line.
+    huge = "9" * 5000
+    config = tmp_path / "big.json"
+    config.write_text('{"model": {"dim": ' + huge + "}}")
+    line = one_line_exit_2(["train", "--config", config], capsys, config)
+    assert len(line) < 300
+    line = one_line_exit_2(["train", "--seed", huge], capsys, "is not a whole number")
+    assert len(line) < 300
+    config.write_text('{"model": {"dim": ' + "9" * 4000 + "}}")  # converts, is out of range
+    line = one_line_exit_2(["train", "--config", config], capsys, "model.dim=a number of about 4,000 digits")
+    assert len(line) < 300
+    # In a checkpoint's stored configuration: refused, and a run folder's newest good
+    # checkpoint is still found past it.
+    ck = load_checkpoint(trained / "checkpoints" / "step_0000004.safetensors")
+    raw = bytearray((trained / "checkpoints" / "step_0000004.safetensors").read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    cfg = json.loads(header["__metadata__"]["config"])
+    header["__metadata__"]["config"] = json.dumps(cfg).replace('"dim": 8', '"dim": ' + huge)
+    text = json.dumps(header).encode()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(len(text).to_bytes(8, "little") + text + bytes(raw[8 + n :]))
+    line = one_line_exit_2(["info", bad], capsys, bad, "corrupt header")
+    assert len(line) < 400
+    assert ck.step == 4

@@ -68,3 +68,27 @@ def test_infer_config_from_article_state_dict():
     for kwargs in (dict(dim=28, channels=1, dim_mults=(1, 2, 4)), dict(dim=16, channels=3, dim_mults=(1, 2))):
         cfg = infer_model_config(Unet(**kwargs).state_dict())
         assert (cfg.dim, cfg.channels, tuple(cfg.dim_mults)) == (kwargs["dim"], kwargs["channels"], kwargs["dim_mults"])
+
+
+@pytest.mark.parametrize("init_dim", [12, 16])
+def test_an_initial_width_other_than_dim_builds_trains_and_is_read_back(init_dim):
+    # The article's final block takes dim·2 channels, which is init_dim·2 only when
+    # init_dim is left unset; any other init_dim failed at the first forward pass.
+    model = Unet(dim=8, init_dim=init_dim, channels=1, dim_mults=(1, 2))
+    x = torch.randn(2, 1, 8, 8)
+    out = model(x, torch.tensor([1, 2]))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    cfg = infer_model_config(model.state_dict())
+    assert (cfg.dim, cfg.init_dim, tuple(cfg.dim_mults)) == (8, init_dim, (1, 2))
+
+
+def test_an_output_width_other_than_the_channels_is_refused():
+    # ε has one value per pixel and channel: out_dim 2 for 1 channel trained against a
+    # broadcast ε and failed when sampling.
+    from ddpm_core.config import ModelConfig, RunConfig
+    from ddpm_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.out_dim=2 must equal model.channels=1"):
+        RunConfig(model=ModelConfig(dim=8, out_dim=2, channels=1)).validate()
+    RunConfig(model=ModelConfig(dim=8, out_dim=1, channels=1)).validate()
