@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from .device import is_out_of_memory
 from .errors import ConfigError, DDPMError, shown
 
 EXIT_USAGE = 2
@@ -174,6 +175,16 @@ def main(argv=None) -> int:
     except DDPMError as e:
         _end_progress_line()
         print(f"ddpm {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        _end_progress_line()
+        print(
+            f"ddpm {args.command}: error: ran out of memory: use a smaller image size, batch size, number of "
+            "images or model, or close other programs",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except OSError as e:  # a file that cannot be written or read (permissions, full disk)
         _end_progress_line()

@@ -124,6 +124,7 @@ def load_dataset(cfg: DataConfig, progress: Optional[ProgressFn] = None, data_di
                 f"{paths[img_file].name} has {len(images)} images but {paths[lbl_file].name} has "
                 f"{len(labels)} labels: delete both from {paths[img_file].parent} so they are downloaded again"
             )
+        _require_images(images.shape, paths[img_file])
         n = len(images) if limit is None else min(limit, len(images))
         check_images_fit(n, size, channels, spec.title)
         x = torch.from_numpy(images[:n].copy()).unsqueeze(1)  # (N, 1, 28, 28)
@@ -138,12 +139,20 @@ def load_dataset(cfg: DataConfig, progress: Optional[ProgressFn] = None, data_di
             source = download_dataset("cifar10", progress, data_dir)[spec.files[0].filename]
         report_progress(progress, 0, None, f"reading {spec.title}")
         pixels, labels, names = read_cifar10(source)
+        _require_images(pixels.shape, source)
         n = len(pixels) if limit is None else min(limit, len(pixels))
         check_images_fit(n, size, channels, spec.title)
         x = prepare_images(torch.from_numpy(pixels[:n]), size, channels)
         y = torch.from_numpy(labels[:n].astype(np.int64))
         return ImageSet(x, y, names, f"{spec.title} ({n:,} images)")
     raise DataError(f"unknown dataset {cfg.dataset!r}: choose shapes, fashion_mnist, mnist, cifar10 or folder")
+
+
+def _require_images(shape: tuple, source: Path) -> None:
+    """DataError unless a downloaded file's images array (N, ..., H, W) holds images."""
+    if shape[0] == 0 or 0 in shape[-2:]:
+        what = "no images" if shape[0] == 0 else f"images of {shape[-2]}×{shape[-1]} pixels"
+        raise DataError(f"{source} holds {what}: delete it so that it is downloaded again")
 
 
 # ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,9 @@ def _read_pil(path: Path, image_size: int, channels: int) -> np.ndarray:
     """Read one image as uint8 (C, image_size, image_size); PIL errors propagate."""
     from PIL import Image  # Pillow is a torchvision dependency; imported on first use
 
+    # Between Pillow's pixel limit and twice it, Pillow warns on stderr and goes on (above
+    # it, it refuses: the file is skipped or refused). Reading such a photo is what was asked.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     with Image.open(path) as img:
         if img.format == "JPEG":
             # Let libjpeg decode at a reduced scale (still >= 2x the target): big photos
@@ -145,12 +149,13 @@ def load_folder(
             f"none of the {total:,} image files in {root} could be read (all damaged or unsupported): "
             "choose a folder with PNG or JPEG images"
         )
-    report_progress(progress, total, total, f"read {len(arrays):,} images")
+    unreadable = f", {skipped:,} unreadable file{'s' if skipped != 1 else ''} left out" if skipped else ""
+    report_progress(progress, total, total, f"read {len(arrays):,} images{unreadable}")
     class_names = sorted(set(label_names))
     index = {name: k for k, name in enumerate(class_names)}
     images = torch.from_numpy(np.stack(arrays))
     labels = torch.tensor([index[n] for n in label_names], dtype=torch.int64)
-    name = f"Folder '{root.name or root}' ({len(arrays):,} images)"
+    name = f"Folder '{root.name or root}' ({len(arrays):,} images{unreadable})"
     return ImageSet(images, labels, class_names, name, skipped=skipped)
 
 

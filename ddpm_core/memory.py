@@ -12,9 +12,11 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
-from .errors import DataError
+import torch
+
+from .errors import DataError, OutOfMemory
 
 # The dataset may take at most this share of the free memory: the model, its optimizer
 # state and the activations of a training step need the rest.
@@ -80,4 +82,64 @@ def check_images_fit(count: int, image_size: int, channels: int, what: str, free
         f"{what}: {count:,} images at {image_size}×{image_size} would take {human_bytes(need)} of memory, "
         f"more than half of the {human_bytes(free)} this computer has free — choose a smaller image size "
         "or use fewer images"
+    )
+
+
+def saved_activation_bytes(forward: Callable[[int], object], parameters: list) -> tuple[int, int]:
+    """(bytes per image, bytes per step) that autograd keeps for the backward pass, found by
+    running `forward(batch)` for batches of 1 and 2 and adding up the tensors it saves
+    (parameters left out). Both small forward passes take little time or memory."""
+
+    def saved(batch: int) -> int:
+        own = {p.untyped_storage().data_ptr() for p in parameters}
+        storages: dict[int, int] = {}
+
+        def pack(t):
+            s = t.untyped_storage()
+            if s.data_ptr() not in own:
+                storages[s.data_ptr()] = s.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            forward(batch)
+        return sum(storages.values())
+
+    one, two = saved(1), saved(2)
+    per_image = max(two - one, 0)
+    return per_image, max(one - per_image, 0)
+
+
+# A training step holds about twice what autograd saves (the gradients of the activations
+# are made while the saved tensors are still alive): measured for the article's model on a
+# CPU, bf16 and fp32, peak memory less the process's own was 2.1-2.3x the saved bytes.
+STEP_OVER_SAVED = 2.0
+# Weights, their gradients, Adam's two moments and the EMA copy.
+COPIES_OF_THE_WEIGHTS = 5
+
+
+def free_bytes(device: torch.device) -> Optional[int]:
+    """Memory free on `device` for a training step; None where it cannot be found out."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        return available_bytes()
+    return None  # MPS shares the system's memory in ways PyTorch does not report
+
+
+def check_step_fits(per_image: int, fixed: int, weight_bytes: int, batch: int, free: Optional[int], where: str) -> None:
+    """Raise OutOfMemory (one line, with the largest batch that fits) if a training step of
+    `batch` images would need more than `free` bytes. On Linux a process that runs out of
+    memory is killed by the kernel without a word, so this is said before the first step."""
+    if free is None:
+        return
+    need = STEP_OVER_SAVED * (per_image * batch + fixed) + COPIES_OF_THE_WEIGHTS * weight_bytes
+    if need <= free:
+        return
+    room = (free - COPIES_OF_THE_WEIGHTS * weight_bytes) / STEP_OVER_SAVED - fixed
+    fits = int(room // per_image) if per_image else 0
+    advice = f"use batch size {fits} or less" if fits >= 1 else "use a smaller image size or model"
+    raise OutOfMemory(
+        f"training at batch size {batch} would need about {human_bytes(need)} of {where} memory, and "
+        f"{human_bytes(free)} is free: {advice}, or close other programs",
+        batch_size=batch,
     )

@@ -19,7 +19,7 @@ from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from .device import pick_device
 from .errors import CheckpointError, ConfigError
 from .schedules import NoiseSchedule
-from .state_dict_fit import check_weights_fit_config
+from .state_dict_fit import check_weights_finite, check_weights_fit_config
 from .unet import Unet, build_unet
 
 
@@ -110,6 +110,7 @@ def load_for_sampling(
     dev = torch.device(device) if device is not None else pick_device("auto")
     weights = ckpt.ema if (use_ema and ckpt.ema is not None) else ckpt.model
     check_weights_fit_config(config.model, [weights], str(ckpt.path))  # before building it
+    check_weights_finite(weights, str(ckpt.path))
     model = build_unet(config.model)
     model.load_state_dict(weights)
     model.to(dev).eval().requires_grad_(False)

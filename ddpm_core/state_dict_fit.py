@@ -86,3 +86,14 @@ def check_weights_fit_config(model_cfg: ModelConfig, states: list[Mapping[str, A
         )
         if message:
             raise CheckpointError(message)
+
+
+def check_weights_finite(state: Mapping[str, Any], source: PathLike) -> None:
+    """Raise CheckpointError (one line) if a weight holds NaN or infinity: every sample
+    drawn from it would be NaN (a file from a run that diverged)."""
+    bad = [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(
+            f"{source} holds weights that are not numbers (NaN or infinite; first: {bad[0]}): the run it comes "
+            "from diverged — use a checkpoint saved before that"
+        )

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
+from . import memory
 from .batch_threads import map_slices, slice_count
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .compiled import CompiledNetwork, compiles_on
@@ -28,7 +29,7 @@ from .config import RunConfig
 from .cuda_graphs import gpu_work, graph_training_network
 from .data import ImageSet, epoch_permutation, load_dataset, make_batch
 from .device import describe_device, free_cached_memory, is_out_of_memory, out_of_memory_message, pick_device
-from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged
+from .errors import CheckpointError, ConfigError, OutOfMemory, TrainingDiverged, shown
 from .losses import p_losses
 from .samplers import sample
 from .schedules import NoiseSchedule
@@ -150,6 +151,7 @@ class Trainer:
         # One generator for every random draw of the loop (t, ε, flips): its state is saved.
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(tc.seed)
+        self._check_memory()
 
         self.step = 0
         self.epoch = 0
@@ -323,6 +325,49 @@ class Trainer:
         )
         raise TrainingDiverged(self._divergence)
 
+    def _check_memory(self) -> None:
+        """Refuse a batch that could not fit in memory before the first step, saying which
+        would (memory.check_step_fits): two forward passes of one and two images find how
+        much a step keeps per image. No random draw is made, so a run stays reproducible."""
+        free = memory.free_bytes(self.device)
+        if free is None:
+            return
+        c, s = self.config.data.channels, self.config.data.image_size
+        where = "GPU" if self.device.type == "cuda" else "computer"
+        # The middle block's full attention compares every pixel with every other: its
+        # weights, (H·W)² per head and image, grow with the 4th power of the image size.
+        # Checked first: one image's may not even fit (64 GB at 512 px with 2 levels).
+        side = s // 2 ** (len(self.config.model.dim_mults) - 1)
+        element = 2 if self.autocast_dtype is not None else 4
+        attention = 2 * self.model.mid_attn.fn.fn.heads * side**4 * element  # the scores and their softmax
+        if attention * self.batch_size > free:
+            raise OutOfMemory(
+                f"the middle of the U-Net works on {side}×{side} pixels at this image size, and its attention "
+                f"needs {memory.human_bytes(attention)} per image ({memory.human_bytes(attention * self.batch_size)} "
+                f"for a batch of {self.batch_size}), more than the {memory.human_bytes(free)} of {where} memory "
+                "free: use a smaller image size or more levels",
+                batch_size=self.batch_size,
+            )
+
+        def forward(batch: int) -> None:
+            x = torch.zeros(batch, c, s, s, device=self.device)
+            t = torch.zeros(batch, dtype=torch.long, device=self.device)
+            with autocast(self.device, self.autocast_dtype):
+                self.model(x, t)
+
+        try:
+            per_image, fixed = memory.saved_activation_bytes(forward, list(self.model.parameters()))
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            raise OutOfMemory(
+                f"not even one image fits in {where} memory at this image size and model: use a smaller image "
+                "size or model, or close other programs",
+                batch_size=1,
+            ) from None
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        memory.check_step_fits(per_image, fixed, weights, self.batch_size, free, where)
+
     @contextlib.contextmanager
     def _out_of_memory_is_reported(self, batch_size: int, doing: str):
         try:
@@ -459,8 +504,19 @@ class Trainer:
             ) from None
         trainer.step = ckpt.step
         trainer.epoch = ckpt.epoch
-        trainer.batch_in_epoch = int(ckpt.extra.get("batch_in_epoch", 0))
-        trainer.elapsed = float(ckpt.extra.get("elapsed", 0.0))
+        position, elapsed = ckpt.extra.get("batch_in_epoch", 0), ckpt.extra.get("elapsed", 0.0)
+        numbers = isinstance(position, int) and isinstance(elapsed, (int, float)) and not isinstance(position, bool)
+        if not numbers or position < 0 or not math.isfinite(elapsed) or elapsed < 0:
+            raise CheckpointError(
+                f"{ckpt.path}: its place in training is damaged (batch_in_epoch {shown(position)}, elapsed "
+                f"{shown(elapsed)}) — use another checkpoint"
+            )
+        if position >= trainer.batches_per_epoch:
+            # Fewer batches in an epoch than when it was saved (a larger batch, fewer images):
+            # that epoch is over, the next one begins.
+            position, trainer.epoch = 0, trainer.epoch + 1
+        trainer.batch_in_epoch = position
+        trainer.elapsed = float(elapsed)
         return trainer
 
 

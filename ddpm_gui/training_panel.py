@@ -635,6 +635,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.loss_by_t.flush()
         if worker.error:
             self._explain_error(worker)
+        elif self._trainer is not None and self._trainer.step == 0:
+            self.progress.setFormat("%v / %m steps")
+            self.info_label.setText("Training was stopped before its first step: press Start to begin.")
+            self.state.status.emit("Training stopped before its first step")
         elif self._trainer is not None:
             done = self._trainer.step >= self._trainer.total_steps
             verb = "finished" if done else "stopped"

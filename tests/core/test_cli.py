@@ -425,3 +425,24 @@ def test_numbers_of_thousands_of_digits_get_a_short_message(trained, tmp_path, c
     line = one_line_exit_2(["info", bad], capsys, bad, "corrupt header")
     assert len(line) < 400
     assert ck.step == 4
+
+
+def test_running_out_of_memory_outside_a_training_step_is_one_line(tmp_path, capsys, monkeypatch):
+    from ddpm_core import training
+
+    def no_room(*args, **kwargs):  # as PyTorch's CPU allocator says it, building a huge model
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 154618822656 bytes.")
+
+    monkeypatch.setattr(training.Trainer, "__init__", no_room)
+    one_line_exit_2(["train", *TINY, "--steps", "1", "--out", tmp_path / "run"], capsys,
+                    "ran out of memory", "smaller image size")
+
+
+def test_weights_that_are_not_numbers_are_refused_for_sampling(trained, tmp_path, capsys):
+    ck = load_checkpoint(trained / "checkpoints" / "step_0000004.safetensors")
+    weights = dict(ck.model)
+    weights["final_conv.weight"] = torch.full_like(weights["final_conv.weight"], float("nan"))
+    bad = tmp_path / "diverged.pt"
+    torch.save(weights, bad)
+    one_line_exit_2(["sample", bad, "--image-size", "8", "--png", tmp_path / "s.png"], capsys,
+                    "not numbers", "final_conv.weight")

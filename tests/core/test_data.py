@@ -269,6 +269,8 @@ def test_folder_labels_conversion_and_skips(tmp_path):
     s = data.load_folder(root, 8, 1, progress=progress)
     assert s.images.shape == (5, 1, 8, 8) and s.images.dtype == torch.uint8
     assert s.skipped == 1  # broken.png
+    assert s.name == "Folder 'pics' (5 images, 1 unreadable file left out)"  # said wherever the run is shown
+    assert progress.calls[-1][2] == "read 5 images, 1 unreadable file left out"
     assert s.class_names == ["", "cats", "dogs"]
     # Sorted walk: cats/sub/red.JPG, cats/wide.png, dogs/clear.webp, dogs/tall.bmp, top.gif
     assert [s.class_names[i] for i in s.labels] == ["cats", "cats", "dogs", "dogs", ""]
@@ -393,6 +395,20 @@ def test_download_dataset_over_http(tmp_path, http_dir, monkeypatch):
         _fmnist_spec([_dead_url(img.name)], [_dead_url(lbl.name)], None, None),
     )
     assert len(data.load_dataset(cfg, data_dir=cache)) == 5
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (5, 0, 0)], ids=["no-images", "zero-pixels"])
+def test_a_downloaded_file_without_images_is_told_to_be_fetched_again(tmp_path, monkeypatch, shape):
+    # Well-formed idx files holding nothing to train on: a ZeroDivisionError before.
+    cache = tmp_path / "cache"
+    folder = cache / "fashion_mnist"
+    folder.mkdir(parents=True)
+    img = _write_idx_gz(folder / "train-images-idx3-ubyte.gz", np.zeros(shape, dtype=np.uint8))
+    _write_idx_gz(folder / "train-labels-idx1-ubyte.gz", np.zeros(shape[:1], dtype=np.uint8))
+    spec = _fmnist_spec([_dead_url(img.name)], [_dead_url("labels")], None, None)
+    monkeypatch.setitem(data.SOURCE_OVERRIDES, "fashion_mnist", spec)
+    with pytest.raises(DataError, match="holds (no images|images of 0×0 pixels): delete it so that it is downloaded"):
+        data.load_dataset(DataConfig(dataset="fashion_mnist"), data_dir=cache)
 
 
 def test_download_file_url_and_checksum(tmp_path):

@@ -110,6 +110,23 @@ def test_resume_with_more_steps_and_weights_only_refused(tmp_path):
         Trainer.from_checkpoint(path, overrides=lambda c: setattr(c.model, "dim", 16))
 
 
+def test_a_damaged_place_in_training_is_refused_and_a_finished_epoch_moves_on(tmp_path):
+    from ddpm_core.errors import CheckpointError
+
+    tr = Trainer(tiny_config(steps=4))
+    list(tr.steps())
+    for extra in ({"batch_in_epoch": "abc"}, {"batch_in_epoch": -1}, {"elapsed": float("nan")}, {"elapsed": "nan"}):
+        path = tr.save(tmp_path / "damaged.safetensors", extra=extra)
+        with pytest.raises(CheckpointError, match="its place in training is damaged"):
+            Trainer.from_checkpoint(path)
+    # Past the end of the epoch as it is now (a larger batch or fewer images than when it
+    # was saved): the next epoch begins, and training goes on.
+    path = tr.save(tmp_path / "far.safetensors", extra={"batch_in_epoch": 99_999_999})
+    more = Trainer.from_checkpoint(path, overrides=lambda c: setattr(c.train, "steps", 5))
+    assert (more.epoch, more.batch_in_epoch) == (tr.epoch + 1, 0)
+    assert [r.step for r in more.steps()] == [5]
+
+
 def test_the_estimate_of_time_left_leaves_out_the_first_step(monkeypatch):
     # A session's first step records CUDA graphs or compiles: here it takes 100 s, every
     # later one 1 s. The estimate follows the later steps, and there is none after the first.

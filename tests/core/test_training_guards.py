@@ -199,3 +199,43 @@ def test_save_checks_a_loss_not_yet_checked(tmp_path):
     assert (tmp_path / "good.safetensors").read_bytes() == good
     with pytest.raises(TrainingDiverged, match="diverged at step 2"):
         next(steps)  # the loop does not train on from the NaN that save() found
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(monkeypatch):
+    # On Linux the kernel kills a process that runs out of memory, without a word: so the
+    # step's memory is found (two small forward passes) and checked before it is taken.
+    from ddpm_core import memory
+    from ddpm_core.config import RunConfig
+    from ddpm_core.errors import OutOfMemory
+    from ddpm_core.training import Trainer
+
+    cfg = RunConfig()
+    cfg.data.image_size, cfg.data.limit = 16, 64
+    cfg.model.dim, cfg.model.dim_mults = 8, (1, 2)
+    cfg.train.batch_size, cfg.train.device = 64, "cpu"
+    Trainer(cfg.validate())  # fits, with this machine's memory
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 40 * 2**20)
+    with pytest.raises(OutOfMemory) as e:
+        Trainer(cfg)
+    message = str(e.value)
+    assert message.startswith("training at batch size 64 would need about") and "40.0 MB" in message
+    fits = int(message.split("use batch size ")[1].split()[0])
+    assert 1 <= fits < 64 and e.value.batch_size == 64
+    cfg.train.batch_size = fits
+    Trainer(cfg)  # the batch it names fits
+    # The middle block's attention, (H·W)² per image: at 64 px without downsampling, 256 MB
+    # an image in bf16 or 512 MB in fp32, refused before a forward pass could allocate it.
+    cfg.data.image_size, cfg.model.dim_mults, cfg.train.batch_size = 64, (1,), 8
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
+    with pytest.raises(OutOfMemory, match="works on 64×64 pixels .* use a smaller image size or more levels"):
+        Trainer(cfg)
+    # A single image's forward pass that does not fit is told the same way.
+    cfg.data.image_size, cfg.model.dim_mults, cfg.train.batch_size = 16, (1, 2), 8
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**40)
+
+    def no_room(*args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 34359738368 bytes.")
+
+    monkeypatch.setattr(memory, "saved_activation_bytes", no_room)
+    with pytest.raises(OutOfMemory, match="not even one image fits in computer memory"):
+        Trainer(cfg)

@@ -107,6 +107,17 @@ def test_shutdown_during_training_stops_the_thread(qtbot, panel, make_config):
     assert workers.live_threads() == []
 
 
+def test_stop_before_the_first_step_says_so(qtbot, panel, make_config):
+    # Not "stopped at step 0. Sample it on the Denoising tab": there is nothing to sample.
+    panel.set_config(make_config(steps=5000))
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+        assert panel.start()
+        panel.stop()
+    text = panel.info_label.text()
+    assert "before its first step" in text or "before it began" in text, text
+    assert "Sample it" not in text
+
+
 def test_shutdown_while_paused_stops_the_thread(qtbot, panel, make_config):
     panel.set_config(make_config(steps=5000))
     panel.start()

@@ -177,7 +177,7 @@ def test_closing_while_a_checkpoint_loads(qtbot, main_window, tmp_path, make_con
         pass
     path = str(trainer.save(tmp_path / "to_open.safetensors"))
     started, release = threading.Event(), threading.Event()
-    module, name = (training_panel, "load_checkpoint") if tab == "training" else (viewer_panel, "load_for_sampling")
+    module, name = (training_panel, "read_training_checkpoint") if tab == "training" else (viewer_panel, "load_for_sampling")
     real = getattr(module, name)
 
     def slow_load(*args, **kwargs):

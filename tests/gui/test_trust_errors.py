@@ -136,7 +136,7 @@ def test_every_worker_error_reaches_the_person(qtbot, main_window, tmp_path, mon
         raise RuntimeError(f"{what} bug")
 
     if what == "open (Training)":
-        monkeypatch.setattr(training_panel, "load_checkpoint", bug)
+        monkeypatch.setattr(training_panel, "read_training_checkpoint", bug)
         window.training.open_checkpoint(str(tmp_path / "x.safetensors"))
     elif what == "open (Denoising)":
         monkeypatch.setattr(viewer_panel, "load_for_sampling", bug)
