@@ -143,3 +143,22 @@ def check_step_fits(per_image: int, fixed: int, weight_bytes: int, batch: int, f
         f"{human_bytes(free)} is free: {advice}, or close other programs",
         batch_size=batch,
     )
+
+
+def check_attention_fits(model, image_size: int, count: int, element_size: int, device: torch.device, doing: str) -> None:
+    """Raise OutOfMemory (one line) if the U-Net's middle attention for `count` images could
+    not fit in the free memory: it is the one part whose size grows with the 4th power of
+    the image size (64 GB an image at 512 px with 2 levels), checked before a pass begins."""
+    free = free_bytes(device)
+    per_image = model.middle_attention_bytes(image_size, element_size)
+    if free is None or per_image * count <= free:
+        return
+    side = image_size // model.downsample_factor
+    where = "GPU" if device.type == "cuda" else "computer"
+    raise OutOfMemory(
+        f"{doing} {count} images: the middle of the U-Net works on {side}×{side} pixels at this image size, "
+        f"and its attention needs {human_bytes(per_image)} per image ({human_bytes(per_image * count)} in all), "
+        f"more than the {human_bytes(free)} of {where} memory free: use a smaller image size, more levels or "
+        "fewer images",
+        batch_size=count,
+    )

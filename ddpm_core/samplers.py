@@ -17,6 +17,7 @@ from .config import SAMPLER_NAMES
 from .cuda_graphs import denoiser, gpu_work
 from .diffusion import extract, predict_noise_from_start, predict_start_from_noise
 from .errors import ConfigError
+from .memory import check_attention_fits
 from .schedules import NoiseSchedule
 from .speed import autocast_dtype
 
@@ -47,8 +48,11 @@ def _randn(shape, like_device, dtype, generator: Optional[torch.Generator]) -> t
     return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(like_device)
 
 
-def _start(model, shape, x_T, generator) -> torch.Tensor:
+def _start(model, shape, x_T, generator, dtype: Optional[torch.dtype]) -> torch.Tensor:
     device = next(model.parameters()).device
+    b, _, h, _ = x_T.shape if x_T is not None else shape
+    if hasattr(model, "middle_attention_bytes"):  # any ε network will do; ours is checked
+        check_attention_fits(model, int(h), int(b), 4 if dtype is None else 2, device, "sampling")
     with gpu_work(device):
         if x_T is not None:
             return x_T.to(device=device, dtype=torch.float32)
@@ -123,8 +127,9 @@ def ddpm_sample_loop(
 
     cuda_graphs: on a GPU, replay the network as one recorded graph (cuda_graphs.py).
     """
-    x = _start(model, shape, x_T, generator)
-    eps_fn = denoiser(model, x, autocast_dtype(precision, x.device), graphs=cuda_graphs)
+    dtype = autocast_dtype(precision, next(model.parameters()).device)
+    x = _start(model, shape, x_T, generator, dtype)
+    eps_fn = denoiser(model, x, dtype, graphs=cuda_graphs)
     T = schedule.num_timesteps
     for index, i in enumerate(reversed(range(T))):
         with gpu_work(x.device):  # never while another thread records a CUDA graph
@@ -164,8 +169,8 @@ def ddim_sample_loop(
     """
     if not 0.0 <= float(eta) <= 1.0:
         raise ConfigError(f"DDIM eta must be between 0 (deterministic) and 1 (like DDPM), not {eta!r}")
-    x = _start(model, shape, x_T, generator)
-    dtype = autocast_dtype(precision, x.device)
+    dtype = autocast_dtype(precision, next(model.parameters()).device)
+    x = _start(model, shape, x_T, generator, dtype)
     taus = ddim_timesteps(schedule.num_timesteps, steps)
     eps_fn = denoiser(model, x, dtype, graphs=cuda_graphs)
     a_bar = schedule.alphas_cumprod

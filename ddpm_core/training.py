@@ -334,20 +334,8 @@ class Trainer:
             return
         c, s = self.config.data.channels, self.config.data.image_size
         where = "GPU" if self.device.type == "cuda" else "computer"
-        # The middle block's full attention compares every pixel with every other: its
-        # weights, (H·W)² per head and image, grow with the 4th power of the image size.
-        # Checked first: one image's may not even fit (64 GB at 512 px with 2 levels).
-        side = s // 2 ** (len(self.config.model.dim_mults) - 1)
         element = 2 if self.autocast_dtype is not None else 4
-        attention = 2 * self.model.mid_attn.fn.fn.heads * side**4 * element  # the scores and their softmax
-        if attention * self.batch_size > free:
-            raise OutOfMemory(
-                f"the middle of the U-Net works on {side}×{side} pixels at this image size, and its attention "
-                f"needs {memory.human_bytes(attention)} per image ({memory.human_bytes(attention * self.batch_size)} "
-                f"for a batch of {self.batch_size}), more than the {memory.human_bytes(free)} of {where} memory "
-                "free: use a smaller image size or more levels",
-                batch_size=self.batch_size,
-            )
+        memory.check_attention_fits(self.model, s, self.batch_size, element, self.device, "training on")
 
         def forward(batch: int) -> None:
             x = torch.zeros(batch, c, s, s, device=self.device)

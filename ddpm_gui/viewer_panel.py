@@ -356,6 +356,8 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
             self.frame_label.setText(self.frame_label.text() + " · stopped")
         elif worker is not None and worker.error is None:
             self.frame_label.setText("Stopped.")
+        elif worker is not None:  # failed before a frame came: the dialog says why
+            self.frame_label.setText("Sampling failed.")
         self._update_controls()
         self.samplingChanged.emit(False)
 

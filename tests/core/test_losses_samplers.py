@@ -121,3 +121,22 @@ def test_ddim_timesteps_and_bad_arguments():
         next(ddim_sample_loop(model, s, (1, 1, 4, 4), eta=2.0))
     with pytest.raises(ConfigError):
         sample_loop(model, s, (1, 1, 4, 4), sampler="euler")
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sampling_more_attention_than_memory_is_refused_before_a_step(monkeypatch, sampler):
+    # At 64 px without downsampling the middle attention takes 512 MB an image in fp32
+    # (4 heads, scores and softmax, 4096² each); 16 of them with 1 GB free are refused, in
+    # one line, before the first step.
+    from ddpm_core import memory
+    from ddpm_core.errors import OutOfMemory
+
+    model = Unet(dim=8, channels=1, dim_mults=(1,))
+    schedule = NoiseSchedule.from_name("linear", 10)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
+    with pytest.raises(OutOfMemory) as e:
+        next(sample_loop(model, schedule, (16, 1, 64, 64), sampler=sampler, steps=2))
+    message = str(e.value)
+    assert message.startswith("sampling 16 images: the middle of the U-Net works on 64×64 pixels")
+    assert "512.0 MB per image (8.0 GB in all)" in message and "\n" not in message
+    assert next(sample_loop(model, schedule, (1, 1, 64, 64), sampler=sampler, steps=2)).index == 0  # one fits

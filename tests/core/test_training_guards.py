@@ -227,7 +227,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(monk
     # an image in bf16 or 512 MB in fp32, refused before a forward pass could allocate it.
     cfg.data.image_size, cfg.model.dim_mults, cfg.train.batch_size = 64, (1,), 8
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
-    with pytest.raises(OutOfMemory, match="works on 64×64 pixels .* use a smaller image size or more levels"):
+    with pytest.raises(OutOfMemory, match="training on 8 images: .* works on 64×64 pixels .* use a smaller image size, more levels"):
         Trainer(cfg)
     # A single image's forward pass that does not fit is told the same way.
     cfg.data.image_size, cfg.model.dim_mults, cfg.train.batch_size = 16, (1, 2), 8

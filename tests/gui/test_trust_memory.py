@@ -113,6 +113,7 @@ def test_sampling_out_of_memory_is_reported_and_memory_given_back(
     assert freed == ["cpu"]
     qtbot.waitUntil(lambda: not viewer.is_sampling(), timeout=WAIT_MS)
     assert viewer.sample_button.isEnabled()
+    assert viewer.frame_label.text() == "Sampling failed."  # not "Sampling…" for ever
     assert [e.error_type for e in workers.take_errors()] == [OutOfMemory]
 
     out_of_memory["on"] = False  # the app goes on: fewer images sample fine
