@@ -63,12 +63,12 @@ def _windows_available() -> Optional[int]:
 
 
 def human_bytes(n: float) -> str:
-    """e.g. '812 bytes', '1.3 MB', '6.3 GB' (powers of 1024, as file managers show sizes)."""
-    for unit in ("bytes", "KB", "MB"):
+    """e.g. '812 bytes', '1.3 MB', '6.3 GB', '4.0 TB' (powers of 1024, as file managers show sizes)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024:
             return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GB"
+    return f"{n:,.1f} TB"
 
 
 def check_images_fit(count: int, image_size: int, channels: int, what: str, free: Optional[int] = None) -> None:

@@ -123,6 +123,15 @@ class Trainer:
         self.device = torch.device(device) if device is not None else pick_device(config.train.device)
         tc = config.train
 
+        self.autocast_dtype = autocast_dtype(tc.precision, self.device)
+        # Before the data is read or drawn: one image's attention may not even fit (64 GB at
+        # 512 px with 2 levels). A model on the meta device has the shapes and no memory.
+        with torch.device("meta"):
+            shape_only = build_unet(config.model)
+        element = 2 if self.autocast_dtype is not None else 4
+        count = tc.batch_size if images is None else min(tc.batch_size, len(images))
+        memory.check_attention_fits(shape_only, config.data.image_size, count, element, self.device, "training on")
+
         if images is None:
             images = load_dataset(config.data, progress=progress)
         if images.images.shape[1:] != (config.data.channels, config.data.image_size, config.data.image_size):
@@ -139,7 +148,6 @@ class Trainer:
         self.batches_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
 
         configure_backend(self.device)
-        self.autocast_dtype = autocast_dtype(tc.precision, self.device)
 
         torch.manual_seed(tc.seed)  # weight initialisation
         self.model: Unet = build_unet(config.model).to(self.device)
@@ -334,9 +342,6 @@ class Trainer:
             return
         c, s = self.config.data.channels, self.config.data.image_size
         where = "GPU" if self.device.type == "cuda" else "computer"
-        element = 2 if self.autocast_dtype is not None else 4
-        memory.check_attention_fits(self.model, s, self.batch_size, element, self.device, "training on")
-
         def forward(batch: int) -> None:
             x = torch.zeros(batch, c, s, s, device=self.device)
             t = torch.zeros(batch, dtype=torch.long, device=self.device)
