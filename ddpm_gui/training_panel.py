@@ -1,9 +1,10 @@
 """The Training tab: set up a run, start / pause / resume / stop it, and watch it learn.
 
 The engine's `Trainer.steps()` runs on a `TrainingWorker` thread; this panel only shows
-what the worker reports: the loss curve, loss by timestep, step / epoch / images per second
-/ ETA, and the preview grids. At every preview, pause and stop the worker publishes a copy
-of the EMA model to `state.model`, which the Denoising tab samples from.
+what the worker reports, in a `RunView` (run_view.py: the loss curve, loss by timestep,
+step / epoch / images per second / ETA, and the preview grids). At every preview, pause
+and stop the worker publishes a copy of the EMA model to `state.model`, which the
+Denoising tab samples from.
 
 Checkpoints: Save writes the trainer's full state (between two steps when a run is live);
 Open (or a file dropped on the tab) reads a checkpoint and switches the panel to "continue"
@@ -13,7 +14,7 @@ steps or another learning rate. A live run also autosaves every few minutes (see
 
 When training ends with an error the panel says why and what to try: a NaN loss (the run's
 weights are then never saved, so earlier files stay as they were), or a batch too large
-for the GPU (with a button that sets the suggested batch size).
+for the memory (with a button that sets the suggested batch size).
 """
 
 from __future__ import annotations
@@ -30,10 +31,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QScrollArea,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -44,22 +43,13 @@ from ddpm_core.errors import OutOfMemory
 from ddpm_core.training import Trainer, read_training_checkpoint
 from ddpm_gui import autosave_files
 from ddpm_gui.file_drop import OpensDroppedCheckpoints
-from ddpm_gui.image_view import ImageGrid, ZoomDialog
-from ddpm_gui.loss_by_t import LossByTimestepPlot
-from ddpm_gui.loss_plot import LossPlot
+from ddpm_gui.run_view import RunView
 from ddpm_gui.state import AppState
 from ddpm_gui.training_form import TrainingForm
 from ddpm_gui.training_worker import SaveResult, TrainingWorker
 from ddpm_gui.workers import TaskWorker
 
 STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; never abandon it
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 
 
 class TrainingPanel(OpensDroppedCheckpoints, QWidget):
@@ -86,10 +76,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._discarded_step = 0  # progress up to here was let go of on purpose (closing without saving)
         self._last_path = ""
         self._paused = False
-        self._preview_step = 0
         self._run_batch_size = 0  # the live run's batch size, for an out-of-memory suggestion
         self._run_info: dict = {}  # the live run's description, from its worker's `ready`
-        self._zoom: Optional[ZoomDialog] = None
         # Autosave: the folder (None: autosave_files.autosave_folder()) and the clock the
         # worker's AutosaveClock reads; tests point both elsewhere.
         self.autosave_dir: Optional[Path] = None
@@ -173,58 +161,11 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         cv.addWidget(self.suggestion_button)
         cv.addLayout(buttons)
 
-        # Progress and numbers
-        self.step_label = QLabel("Step –")
-        self.epoch_label = QLabel("Epoch –")
-        self.speed_label = QLabel("– images/s")
-        self.eta_label = QLabel("ETA –")
-        self.step_label.setToolTip("Optimizer steps done / steps this run will make.")
-        self.epoch_label.setToolTip("Full passes over the training images.")
-        self.speed_label.setToolTip("Training images processed per second (previews excluded).")
-        self.eta_label.setToolTip("Time left at the average speed so far (previews excluded).")
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("")
-        self.info_label = QLabel("Choose settings and press Start.")
-        self.info_label.setWordWrap(True)
-        stats = QHBoxLayout()
-        for w in (self.step_label, self.epoch_label, self.speed_label, self.eta_label):
-            stats.addWidget(w)
-            stats.addSpacing(12)
-        stats.addStretch(1)
-
-        self.loss_plot = LossPlot()
-        self.loss_by_t = LossByTimestepPlot()
-        self.preview_grid = ImageGrid(placeholder="Samples from the model appear here at every preview.")
-        self.preview_grid.setToolTip("Samples from the current model, always from the same starting noise x_T: click one to enlarge.")
-        self.preview_grid.clicked.connect(self._zoom_preview)
-        self.preview_caption = QLabel("Preview samples")
-        preview_box = QWidget()
-        pv = QVBoxLayout(preview_box)
-        pv.setContentsMargins(0, 0, 0, 0)
-        pv.addWidget(self.preview_caption)
-        pv.addWidget(self.preview_grid, 1)
-
-        bottom = QSplitter(Qt.Horizontal)
-        bottom.addWidget(self.loss_by_t)
-        bottom.addWidget(preview_box)
-        bottom.setSizes([500, 360])
-        plots = QSplitter(Qt.Vertical)
-        plots.addWidget(self.loss_plot)
-        plots.addWidget(bottom)
-        plots.setSizes([380, 320])
-
-        right = QWidget()
-        rv = QVBoxLayout(right)
-        rv.setContentsMargins(0, 0, 0, 0)
-        rv.addLayout(stats)
-        rv.addWidget(self.progress)
-        rv.addWidget(self.info_label)
-        rv.addWidget(plots, 1)
+        self.view = RunView()  # what the run shows: numbers, progress, plots, previews
 
         layout = QHBoxLayout(self)
         layout.addWidget(controls)
-        layout.addWidget(right, 1)
+        layout.addWidget(self.view, 1)
 
     # ---- public API ----------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -299,11 +240,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._trainer = None
         self._paused = False
         self.form.setEnabled(False)  # a live run's settings are fixed
-        self.loss_plot.clear()
-        self.loss_by_t.reset(cfg.schedule.timesteps)
-        self.progress.setRange(0, 0)  # busy until the trainer exists
-        self.progress.setFormat("preparing…")
-        self.info_label.setText("Preparing the data and the model…")
+        self.view.begin(cfg.schedule.timesteps)
         worker.start()
         minutes = cfg.train.autosave_minutes
         self.autosave_label.setText(
@@ -319,7 +256,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         if self._worker is not None and not self._paused:
             self._paused = True
             self._worker.pause()
-            self.info_label.setText("Pausing after the current step…")
+            self.view.say("Pausing after the current step…")
             self._update_controls()
 
     def resume(self) -> None:
@@ -332,7 +269,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         """End training after the current step (returns at once; see runningChanged)."""
         if self._worker is not None:
             self._worker.stop()
-            self.info_label.setText("Stopping after the current step…")
+            self.view.say("Stopping after the current step…")
             self.stop_button.setEnabled(False)
 
     def save_checkpoint(self, path: Optional[str] = None) -> bool:
@@ -506,19 +443,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         return self._worker is not None and self.sender() is self._worker
 
     def _on_loading(self, done, total, message: str) -> None:
-        if not self._current():
-            return
-        if total:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * min(done / total, 1.0)))
-            if "download" in message:
-                self.progress.setFormat(f"{message}: {done / 2**20:.1f} / {total / 2**20:.1f} MB")
-            else:
-                self.progress.setFormat(f"{message}: %p%")
-        else:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat(message)
-        self.info_label.setText(message)
+        if self._current():
+            self.view.show_loading(done, total, message)
 
     def _on_ready(self, info: dict) -> None:
         if not self._current():
@@ -527,17 +453,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             self.leave_continue_mode()
         self._step = info["step"]
         self._run_batch_size = info["batch_size"]
-        self.progress.setRange(0, max(info["total_steps"], 1))
-        self.progress.setValue(info["step"])
-        # torch.compile works through the first step for a minute or so: say why nothing moves.
-        self.progress.setFormat("compiling the network (about a minute)…" if info.get("compile") else "%v / %m steps")
-        self.loss_plot.set_run_length(info["total_steps"] - info["step"])
-        self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
         self._run_info = info
         text = self._describe_run()
-        self.info_label.setText(text)
+        self.view.show_ready(info, text)
         self.state.status.emit(f"Training: {text}")
-        self._show_numbers(info["step"], info["total_steps"], None, None, None)
 
     def _describe_run(self) -> str:
         info = self._run_info
@@ -549,33 +468,20 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     def _on_progress(self, p: dict) -> None:
         if not self._current():
             return
-        self.loss_plot.append(p["steps"], p["losses"])
-        self.loss_by_t.add(p["t"], p["per_sample"], steps=len(p["steps"]))
         self._step = p["step"]
-        self.progress.setMaximum(max(p["total_steps"], 1))
-        self.progress.setValue(p["step"])
-        self.progress.setFormat("%v / %m steps")
+        self.view.show_progress(p)
         if p["device"] != self._run_info["device"]:  # torch.compile failed; training went on without it
             self._run_info = {**self._run_info, "device": p["device"]}
-            self.info_label.setText(self._describe_run())
+            self.view.say(self._describe_run())
             self.state.status.emit(p["compile_failure"])
-        self._show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
         self.progressed.emit(self._step)
-
-    def _show_numbers(self, step, total, epoch, speed, eta) -> None:
-        self.step_label.setText(f"Step <b>{step:,}</b> / {total:,}")
-        self.epoch_label.setText("Epoch –" if epoch is None else f"Epoch <b>{epoch}</b>")
-        self.speed_label.setText("– images/s" if speed is None else f"<b>{speed:,.0f}</b> images/s")
-        self.eta_label.setText("ETA –" if eta is None else f"ETA <b>{format_duration(eta)}</b>")
 
     def _on_preview(self, step: int, images) -> None:
         if not self._current():
             return
-        self.preview_grid.set_images(images)
-        self._preview_step = step
         cfg = self._worker.trainer.config.train if self._worker.trainer is not None else None
         how = f" · {cfg.preview_sampler.upper()}, {cfg.preview_steps} steps" if cfg else ""
-        self.preview_caption.setText(f"Preview samples at step {step:,}{how} · same starting noise every time")
+        self.view.show_preview(step, images, how)
         self.previewShown.emit(step)
 
     def _on_snapshot(self, snapshot) -> None:
@@ -586,10 +492,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         if not self._current():
             return
         if paused:
-            self.info_label.setText(f"Paused at step {self._step:,}. The Denoising tab can sample this model.")
+            self.view.say(f"Paused at step {self._step:,}. The Denoising tab can sample this model.")
             self.state.status.emit(f"Training paused at step {self._step:,}")
         else:
-            self.info_label.setText("Training…")
+            self.view.say("Training…")
             self.state.status.emit("Training resumed")
         self.pausedChanged.emit(paused)
 
@@ -631,27 +537,21 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._worker = None
         self._paused = False
         self._trainer = worker.trainer
-        self.loss_plot.flush()
-        self.loss_by_t.flush()
         if worker.error:
             self._explain_error(worker)
         elif self._trainer is not None and self._trainer.step == 0:
-            self.progress.setFormat("%v / %m steps")
-            self.info_label.setText("Training was stopped before its first step: press Start to begin.")
+            self.view.end("Training was stopped before its first step: press Start to begin.", steps_done=True)
             self.state.status.emit("Training stopped before its first step")
         elif self._trainer is not None:
             done = self._trainer.step >= self._trainer.total_steps
             verb = "finished" if done else "stopped"
-            self.progress.setFormat("%v / %m steps")  # no longer "compiling", whatever came of it
-            self.info_label.setText(
-                f"Training {verb} at step {self._trainer.step:,}. Sample it on the Denoising tab, or save a checkpoint."
+            self.view.end(
+                f"Training {verb} at step {self._trainer.step:,}. Sample it on the Denoising tab, or save a checkpoint.",
+                steps_done=True,
             )
             self.state.status.emit(f"Training {verb} at step {self._trainer.step:,}")
         else:
-            self.info_label.setText("Training was stopped before it began.")
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setFormat("")
+            self.view.end("Training was stopped before it began.", steps_done=False)
         self.form.setEnabled(True)
         self._update_controls()
         self.runningChanged.emit(False)
@@ -663,10 +563,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         if self._diverged() and self._autosaved is not None:
             path, step = self._autosaved
             text += f". The autosave of step {step:,} is kept: {path}"
-        self.info_label.setText(text)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
+        self.view.end(text, steps_done=False)
         too_big = worker.error_type is not None and issubclass(worker.error_type, OutOfMemory)
         if too_big and worker.error.startswith("training") and self._run_batch_size > 1:
             self._show_suggestion(max(1, self._run_batch_size // 2))
@@ -741,15 +638,3 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
         self.new_run_button.setVisible(self._continue is not None and not running)
         self.continue_label.setVisible(self._continue is not None)
-
-    def _zoom_preview(self, index: int) -> None:
-        if index >= self.preview_grid.image_count():
-            return
-        self._zoom = ZoomDialog(
-            self.preview_grid.image(index),
-            "Preview sample",
-            f"Sample {index + 1} at step {self._preview_step:,}",
-            self,
-        )
-        self._zoom.setAttribute(Qt.WA_DeleteOnClose)
-        self._zoom.show()

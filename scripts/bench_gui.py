@@ -454,7 +454,7 @@ def bench_plot(app, window, args) -> Result:
     from ddpm_gui.main_window import TRAINING
 
     window.tabs.setCurrentIndex(TRAINING)
-    plot = window.training.loss_plot
+    plot = window.training.view.loss_plot
     plot.clear()
     plot.flush()
     rng = np.random.default_rng(0)

@@ -62,7 +62,7 @@ def test_full_flow_train_pause_resume_stop_sample_scrub_export(qtbot, state, pan
         panel.stop()
     assert not panel.is_running()
     assert panel.trainer.step < 5000
-    assert panel.loss_plot.point_count() == panel.trainer.step
+    assert panel.view.loss_plot.point_count() == panel.trainer.step
     assert state.model.step == panel.trainer.step  # the final state was published
     assert not errors
 
@@ -113,7 +113,7 @@ def test_stop_before_the_first_step_says_so(qtbot, panel, make_config):
     with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
         assert panel.start()
         panel.stop()
-    text = panel.info_label.text()
+    text = panel.view.info_label.text()
     assert "before its first step" in text or "before it began" in text, text
     assert "Sample it" not in text
 
@@ -248,7 +248,7 @@ def test_save_open_and_continue_training(qtbot, panel, state, tmp_path, make_con
     with qtbot.waitSignal(other.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
         assert other.start()
     assert other.trainer.step == 20
-    assert other.loss_plot.point_count() == 8  # steps 13..20
+    assert other.view.loss_plot.point_count() == 8  # steps 13..20
     assert other.form.dim.isEnabled()  # continue mode is over
     other.shutdown(ask=False)
 
@@ -358,13 +358,13 @@ def test_a_compiled_run_says_it_is_compiling_then_counts_steps(qtbot, panel, mak
     cfg.train.compile = True
     panel.set_config(cfg)
     assert panel.form.compile.isChecked() and panel.config().train.compile
-    shown, set_format = [], panel.progress.setFormat
+    shown, set_format = [], panel.view.progress.setFormat
 
     def record(text):
         shown.append(text)
         set_format(text)
 
-    monkeypatch.setattr(panel.progress, "setFormat", record)
+    monkeypatch.setattr(panel.view.progress, "setFormat", record)
     try:
         with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
             assert panel.start()
@@ -373,7 +373,7 @@ def test_a_compiled_run_says_it_is_compiling_then_counts_steps(qtbot, panel, mak
     # Once the trainer exists, the bar says why the first step takes long, then counts steps.
     compiling = shown.index("compiling the network (about a minute)…")
     assert shown[compiling + 1 :] and set(shown[compiling + 1 :]) == {"%v / %m steps"}
-    assert panel.trainer.step == 3 and panel.progress.format() == "%v / %m steps"
+    assert panel.trainer.step == 3 and panel.view.progress.format() == "%v / %m steps"
     panel.form.compile.setChecked(False)
     assert panel.config().train.compile is False
 

@@ -71,7 +71,7 @@ def test_nan_stops_training_with_advice_and_keeps_every_file(
     # The app goes on: Start is enabled; saving is refused with a reason; files are intact.
     assert panel.start_button.isEnabled() and panel.form.isEnabled()
     assert not panel.save_button.isEnabled()
-    assert "autosave" in panel.info_label.text() and str(autosave) in panel.info_label.text()
+    assert "autosave" in panel.view.info_label.text() and str(autosave) in panel.view.info_label.text()
     assert panel.save_checkpoint(str(saved)) is False
     assert "diverged" in errors[-1]
     assert {p: p.read_bytes() for p in (saved, autosave)} == before
