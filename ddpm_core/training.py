@@ -126,11 +126,16 @@ class Trainer:
         self.autocast_dtype = autocast_dtype(tc.precision, self.device)
         # Before the data is read or drawn: one image's attention may not even fit (64 GB at
         # 512 px with 2 levels). A model on the meta device has the shapes and no memory.
+        # The batch is checked once the number of images is known: a folder of 8 images
+        # trains in batches of 8 whatever batch_size says.
         with torch.device("meta"):
             shape_only = build_unet(config.model)
         element = 2 if self.autocast_dtype is not None else 4
-        count = tc.batch_size if images is None else min(tc.batch_size, len(images))
-        memory.check_attention_fits(shape_only, config.data.image_size, count, element, self.device, "training on")
+
+        def check_attention(count: int) -> None:
+            memory.check_attention_fits(shape_only, config.data.image_size, count, element, self.device, "training on")
+
+        check_attention(1 if images is None else min(tc.batch_size, len(images)))
 
         if images is None:
             images = load_dataset(config.data, progress=progress)
@@ -146,6 +151,7 @@ class Trainer:
         n = self.images.shape[0]
         self.batch_size = min(tc.batch_size, n)
         self.batches_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
+        check_attention(self.batch_size)
 
         configure_backend(self.device)
 

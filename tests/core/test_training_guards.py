@@ -239,3 +239,22 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(monk
     monkeypatch.setattr(memory, "saved_activation_bytes", no_room)
     with pytest.raises(OutOfMemory, match="not even one image fits in computer memory"):
         Trainer(cfg)
+
+
+def test_the_attention_check_counts_the_batch_the_dataset_gives(monkeypatch):
+    # Two images train in batches of two whatever batch_size says: 64 images' attention
+    # (2 GB here) must not refuse a run whose batches hold two (64 MB).
+    from ddpm_core import memory
+    from ddpm_core.config import RunConfig
+    from ddpm_core.errors import OutOfMemory
+    from ddpm_core.training import Trainer
+
+    cfg = RunConfig()
+    cfg.data.image_size, cfg.data.limit = 32, 2
+    cfg.model.dim, cfg.model.dim_mults = 8, (1,)  # the middle works on 32×32: 32 MB an image in fp32
+    cfg.train.batch_size, cfg.train.device, cfg.train.precision = 64, "cpu", "fp32"
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 8 * 32 * 2**20)
+    assert Trainer(cfg.validate()).batch_size == 2
+    cfg.data.limit = 64  # the same memory, and now the batch really is 64 images
+    with pytest.raises(OutOfMemory, match=r"training on 64 images: .* \(2.0 GB in all\)"):
+        Trainer(cfg)
