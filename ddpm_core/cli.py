@@ -267,7 +267,7 @@ def cmd_train(a) -> int:
     from .config import RunConfig
     from .device import describe_device
     from .atomic import atomic_write_text, write_error_message
-    from .run_folder import RunFolder, choose_run_folder, latest_checkpoint, run_root_of
+    from .run_folder import RunFolder, choose_run_folder, latest_checkpoint, new_run_folder, run_root_of
     from .training import Trainer
     from .unet import count_parameters
 
@@ -289,7 +289,7 @@ def cmd_train(a) -> int:
             )
         print(f"resuming {ckpt_path} at step {trainer.step}")
         if home is None and a.out is None:
-            print(f"the checkpoint is not in a run folder: this run's files go to {out}")
+            print("the checkpoint is not in a run folder: this run's files go to a new one in runs/")
     else:
         cfg = RunConfig.load(a.config) if a.config else RunConfig()
         _apply_flags(cfg, a)
@@ -306,7 +306,7 @@ def cmd_train(a) -> int:
         _end_progress_line()
 
     cfg = trainer.config
-    run = RunFolder(out)
+    run = RunFolder(out if out is not None else new_run_folder())
     run.write_config(cfg)
     print(
         f"data: {trainer.dataset.name} | model: {count_parameters(trainer.model):,} parameters | "

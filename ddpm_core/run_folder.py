@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 from pathlib import Path
 from typing import Optional
@@ -24,24 +25,34 @@ RUN_ENTRIES = ("config.json", "metrics.jsonl", "checkpoints", "previews")  # wha
 
 
 def run_root_of(checkpoint: Path) -> Optional[Path]:
-    """The run folder a checkpoint file is in (<run>/checkpoints/step_N.safetensors), or None."""
-    parent = checkpoint.parent
+    """The run folder a checkpoint file is in (<run>/checkpoints/step_N.safetensors), or None.
+    The path is made absolute first (without following links): 'step_N.safetensors' typed
+    inside checkpoints/ has '.' for a parent, whose name says nothing."""
+    parent = Path(os.path.abspath(checkpoint)).parent
     if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
         return parent.parent
     return None
 
 
-def choose_run_folder(out: Optional[Path], continuing: Optional[Path] = None, base: Path = Path("runs")) -> Path:
-    """Where a run writes: `out`, else the run folder it continues (`continuing`), else a new
-    `base`/<date-time>. Never a folder that holds another run (its checkpoints would be
-    pruned and its config and metrics replaced) nor a file: ConfigError (one line)."""
+def choose_run_folder(out: Optional[Path], continuing: Optional[Path] = None) -> Optional[Path]:
+    """Where a run writes: `out`, else the run folder it continues (`continuing`), else None:
+    a new folder, which `new_run_folder` makes when the run starts. Never a folder that
+    holds another run (its checkpoints would be pruned and its config and metrics
+    replaced) nor a file: ConfigError (one line)."""
     if out is None:
-        return continuing if continuing is not None else _new_name(base)
+        return continuing
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: choose a folder for the run's files")
     same = continuing is not None and out.resolve() == continuing.resolve()
     taken = [name for name in RUN_ENTRIES if (out / name).exists()]
     if taken and not same:
+        if not _has_checkpoint(out):
+            # A run stopped before its first checkpoint: nothing to resume from, and its
+            # metrics and previews are not ours to append to or replace.
+            raise ConfigError(
+                f"{out} holds the files of a run that saved no checkpoint ({', '.join(taken)}), so it cannot be "
+                f"resumed: choose another --out, or delete {out} to start over there"
+            )
         raise ConfigError(
             f"{out} already holds a run ({', '.join(taken)}): continue it with 'ddpm train --resume {out}', "
             "or choose another --out"
@@ -49,12 +60,24 @@ def choose_run_folder(out: Optional[Path], continuing: Optional[Path] = None, ba
     return out
 
 
-def _new_name(base: Path) -> Path:
+def _has_checkpoint(run_dir: Path) -> bool:
+    folder = run_dir / "checkpoints"
+    return folder.is_dir() and any(CHECKPOINT_RE.match(p.name) for p in folder.iterdir())
+
+
+def new_run_folder(base: Path = Path("runs")) -> Path:
+    """Make and return base/<date-time> (base/<date-time>-2, ... when taken). mkdir without
+    exist_ok claims the name, so two runs started in the same second, even from two
+    processes, never share a folder."""
+    base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path, k = base / stamp, 2
-    while path.exists():  # two runs started in the same second
-        path, k = base / f"{stamp}-{k}", k + 1
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, k = base / f"{stamp}-{k}", k + 1
 
 
 class RunFolder:

@@ -354,6 +354,48 @@ def test_a_new_run_never_writes_into_another_runs_folder(trained, tmp_path, caps
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_named_as_such(tmp_path, capsys):
+    # Its folder has a config and metrics but nothing to resume from: "continue it with
+    # --resume" would be a dead end, so the message says what can be done instead.
+    killed = tmp_path / "killed"
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "config.json").write_text("{}")
+    (killed / "metrics.jsonl").write_text('{"step": 1}\n')
+    before = _hashes(killed)
+    one_line_exit_2(["train", *TINY, "--steps", "1", "--out", killed], capsys,
+                    killed, "saved no checkpoint", "cannot be resumed", "choose another --out", f"delete {killed}")
+    assert _hashes(killed) == before
+
+
+def test_new_run_folders_are_claimed_when_made(tmp_path, monkeypatch):
+    # Two runs started in the same second, in two processes: each mkdir claims its name.
+    import datetime
+
+    from ddpm_core import run_folder
+
+    class SameSecond(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 11, 26, 12, 0, 0)
+
+    monkeypatch.setattr(run_folder.datetime, "datetime", SameSecond)
+    made = [run_folder.new_run_folder(tmp_path / "runs") for _ in range(3)]
+    assert [p.name for p in made] == ["20261126-120000", "20261126-120000-2", "20261126-120000-3"]
+    assert all(p.is_dir() for p in made)
+
+
+def test_resume_by_a_relative_name_inside_checkpoints(trained, tmp_path, capsys, monkeypatch):
+    # 'ddpm train --resume step_0000004.safetensors' typed in the run's checkpoints/ folder
+    # continues that run: no new run folder is made inside checkpoints/.
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    monkeypatch.chdir(run / "checkpoints")
+    assert main(["train", "--resume", "step_0000004.safetensors", "--steps", "5", "--preview-every", "0"]) == 0
+    assert "not in a run folder" not in capsys.readouterr().out
+    assert (run / "checkpoints" / "step_0000005.safetensors").is_file()
+    assert not (run / "checkpoints" / "runs").exists()
+
+
 def test_resuming_a_loose_checkpoint_leaves_its_folder_alone(trained, tmp_path, capsys, monkeypatch):
     # A checkpoint copied into a folder of one's own: the resumed run's files go to a new
     # run folder, not beside it (its config.json and metrics.jsonl would be replaced).
