@@ -150,6 +150,7 @@ class ForwardPanel(QWidget):
         self._pool_index = 0
         self._image_path: Optional[str] = None  # set while showing an opened file
         self._opening: Optional[str] = None  # the file being read for it, off this thread
+        self._image_cfg: Optional[DataConfig] = None  # the settings _image_path was read at
         self._caption = ""
         self._zoom: Optional[ZoomDialog] = None
         # Off the GUI thread: a dataset's example images, and an opened image file (a large
@@ -584,19 +585,25 @@ class ForwardPanel(QWidget):
         if path != self._opening or cfg != self.state.data:
             return  # left for a dataset image meanwhile, or read at a size no longer wanted
         self._opening = None
-        self._image_path = path
+        self._image_path, self._image_cfg = path, cfg
         self._set_x0(x0[None], f"{Path(path).name} at {cfg.image_size}×{cfg.image_size} (the training size)")
         self.state.status.emit(f"Noising {Path(path).name}")
 
     def _on_file_failed(self, message: str) -> None:
-        if self._opening is None:
+        failed, self._opening = self._opening, None
+        if failed is None:
             return
-        self._opening = None
         self.state.errorOccurred.emit(message)
-        if self._image_path is not None:  # the file shown was moved or changed: back to the dataset
+        if self._image_path is None:
+            return  # dataset images shown: they stay
+        if failed == self._image_path:  # the file shown was moved or changed: back to the dataset
             self._image_path = None
             if self._pool is not None:
                 self._show_pool_image()
+        elif self._image_cfg != self.state.data:
+            # Another file failed, and the one shown was waiting to be read at new settings
+            # (its request was replaced by the failed one): read it now.
+            self._read_file(self._image_path)
 
     # ---- drag and drop ---------------------------------------------------------------------
     @staticmethod

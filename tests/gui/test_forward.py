@@ -198,6 +198,33 @@ def test_bad_image_file_reports_an_error(panel, app_state, messages, tmp_path, q
     assert np.array_equal(panel.x0, before)
 
 
+def test_a_bad_file_leaves_the_opened_image_shown(panel, app_state, messages, tmp_path, qtbot):
+    # Opening a second file that cannot be read keeps the first on screen; only a failed
+    # re-read of the file shown (moved, or changed at new settings) goes back to the dataset.
+    open_and_wait(panel, qtbot, write_png(tmp_path / "photo.png"))
+    shown = panel.x0.copy()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with qtbot.waitSignal(app_state.errorOccurred, timeout=10_000):
+        panel.open_image(str(broken))
+    assert np.array_equal(panel.x0, shown) and "photo.png" in panel.source_label.text()
+    # The shown file is gone, and a size change reads it again: back to the dataset images.
+    (tmp_path / "photo.png").unlink()
+    with qtbot.waitSignal(app_state.errorOccurred, timeout=10_000):
+        app_state.set_data(DataConfig(image_size=8))
+    qtbot.waitUntil(lambda: panel.x0 is not None and panel.x0.shape == (1, 8, 8), timeout=10_000)
+    assert "photo.png" not in panel.source_label.text()
+
+
+def test_a_bad_file_opened_during_a_size_change_still_resizes_the_shown_one(panel, app_state, tmp_path, qtbot):
+    open_and_wait(panel, qtbot, write_png(tmp_path / "photo.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    app_state.set_data(DataConfig(image_size=8))  # photo.png is read again at 8 px...
+    panel.open_image(str(broken))  # ...but this request replaces that one, and fails
+    qtbot.waitUntil(lambda: panel.x0.shape == (1, 8, 8) and "photo.png" in panel.source_label.text(), timeout=10_000)
+
+
 def test_drag_and_drop_an_image(panel, tmp_path, qtbot):
     path = write_png(tmp_path / "dropped.png")
     mime = QMimeData()
