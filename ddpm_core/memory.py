@@ -121,7 +121,10 @@ COPIES_OF_THE_WEIGHTS = 5
 def free_bytes(device: torch.device) -> Optional[int]:
     """Memory free on `device` for a training step; None where it cannot be found out."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        # The driver's free memory leaves out what PyTorch's caching allocator holds and no
+        # tensor uses (a finished run's activations): this process reuses it first.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + max(int(cached), 0)
     if device.type == "cpu":
         return available_bytes()
     return None  # MPS shares the system's memory in ways PyTorch does not report
@@ -146,18 +149,33 @@ def check_step_fits(per_image: int, fixed: int, weight_bytes: int, batch: int, f
     )
 
 
-def check_attention_fits(model, image_size: int, count: int, element_size: int, device: torch.device, doing: str) -> None:
+def attention_bytes_per_score(autocast: Optional[torch.dtype], device: torch.device) -> int:
+    """Bytes held at once for each attention score: the scores and their softmax (both live
+    until the block returns). Under bf16 autocast a CUDA GPU computes softmax in fp32 and
+    casts it back to bf16 for the next matmul; the CPU keeps it in bf16."""
+    if autocast is None:
+        return 4 + 4
+    if device.type == "cuda":
+        return 2 + 4 + 2
+    return 2 + 2
+
+
+def check_attention_fits(
+    model, image_size: int, count: int, autocast: Optional[torch.dtype], device: torch.device, doing: str
+) -> None:
     """Raise OutOfMemory (one line) if the U-Net's middle attention for `count` images could
     not fit in the free memory: it is the one part whose size grows with the 4th power of
-    the image size (64 GB an image at 512 px with 2 levels), checked before a pass begins."""
+    the image size (64 GB an image at 512 px with 2 levels), checked before a pass begins.
+    `autocast`: the dtype the pass runs under autocast, None for fp32."""
     free = free_bytes(device)
-    per_image = model.middle_attention_bytes(image_size, element_size)
+    per_image = model.middle_attention_bytes(image_size, attention_bytes_per_score(autocast, device))
     if free is None or per_image * count <= free:
         return
     side = image_size // model.downsample_factor
     where = "GPU" if device.type == "cuda" else "computer"
+    images = "1 image" if count == 1 else f"{count} images"
     raise OutOfMemory(
-        f"{doing} {count} images: the middle of the U-Net works on {side}×{side} pixels at this image size, "
+        f"{doing} {images}: the middle of the U-Net works on {side}×{side} pixels at this image size, "
         f"and its attention needs {human_bytes(per_image)} per image ({human_bytes(per_image * count)} in all), "
         f"more than the {human_bytes(free)} of {where} memory free: use a smaller image size, more levels or "
         "fewer images",

@@ -52,7 +52,7 @@ def _start(model, shape, x_T, generator, dtype: Optional[torch.dtype]) -> torch.
     device = next(model.parameters()).device
     b, _, h, _ = x_T.shape if x_T is not None else shape
     if hasattr(model, "middle_attention_bytes"):  # any ε network will do; ours is checked
-        check_attention_fits(model, int(h), int(b), 4 if dtype is None else 2, device, "sampling")
+        check_attention_fits(model, int(h), int(b), dtype, device, "sampling")
     with gpu_work(device):
         if x_T is not None:
             return x_T.to(device=device, dtype=torch.float32)

@@ -130,10 +130,11 @@ class Trainer:
         # trains in batches of 8 whatever batch_size says.
         with torch.device("meta"):
             shape_only = build_unet(config.model)
-        element = 2 if self.autocast_dtype is not None else 4
 
         def check_attention(count: int) -> None:
-            memory.check_attention_fits(shape_only, config.data.image_size, count, element, self.device, "training on")
+            memory.check_attention_fits(
+                shape_only, config.data.image_size, count, self.autocast_dtype, self.device, "training on"
+            )
 
         check_attention(1 if images is None else min(tc.batch_size, len(images)))
 

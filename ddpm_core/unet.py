@@ -98,11 +98,12 @@ class Unet(nn.Module):
         self.final_conv = nn.Conv2d(dim, self.out_dim, 1)
         self.downsample_factor = 2 ** (num_resolutions - 1)
 
-    def middle_attention_bytes(self, image_size: int, element_size: int) -> int:
-        """Bytes of the middle block's attention scores and their softmax for one image:
-        (H·W)² per head at the lowest resolution, so the 4th power of the image size."""
+    def middle_attention_bytes(self, image_size: int, bytes_per_score: int) -> int:
+        """Bytes of the middle block's attention for one image: (H·W)² scores per head at
+        the lowest resolution, so the 4th power of the image size. `bytes_per_score` counts
+        every copy held at once (memory.attention_bytes_per_score)."""
         side = image_size // self.downsample_factor
-        return 2 * self.mid_attn.fn.fn.heads * side**4 * element_size
+        return self.mid_attn.fn.fn.heads * side**4 * bytes_per_score
 
     def forward(self, x: torch.Tensor, time: torch.Tensor, x_self_cond: torch.Tensor | None = None) -> torch.Tensor:
         if self.self_condition:

@@ -258,3 +258,36 @@ def test_the_attention_check_counts_the_batch_the_dataset_gives(monkeypatch):
     cfg.data.limit = 64  # the same memory, and now the batch really is 64 images
     with pytest.raises(OutOfMemory, match=r"training on 64 images: .* \(2.0 GB in all\)"):
         Trainer(cfg)
+
+
+def test_gpu_free_memory_counts_what_pytorch_holds_unused(monkeypatch):
+    # After a run in the window, PyTorch's caching allocator keeps its blocks: the driver
+    # calls them used, but the next run reuses them, so they count as free.
+    import torch
+
+    from ddpm_core import memory
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * gib)
+    assert memory.free_bytes(torch.device("cuda")) == 31 * gib
+
+
+def test_attention_on_a_gpu_counts_its_fp32_softmax(monkeypatch):
+    # Under bf16 autocast a CUDA GPU runs softmax in fp32 and casts it back for the next
+    # matmul: 8 bytes a score held at once, as in fp32, where the CPU holds 4.
+    import torch
+
+    from ddpm_core import memory
+    from ddpm_core.config import ModelConfig
+    from ddpm_core.errors import OutOfMemory
+    from ddpm_core.unet import build_unet
+
+    model = build_unet(ModelConfig(dim=8, dim_mults=(1,)))  # the middle works at full size
+    per_score_bf16_cpu = model.middle_attention_bytes(32, 4)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: per_score_bf16_cpu)
+    memory.check_attention_fits(model, 32, 1, torch.bfloat16, torch.device("cpu"), "sampling")
+    for dtype, device in ((torch.bfloat16, "cuda"), (None, "cpu"), (None, "cuda")):
+        with pytest.raises(OutOfMemory, match=r"sampling 1 image: .* needs 32.0 MB per image"):
+            memory.check_attention_fits(model, 32, 1, dtype, torch.device(device), "sampling")
