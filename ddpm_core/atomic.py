@@ -101,13 +101,25 @@ def _temp_file(path: PathLike, target: Path) -> tuple[int, Path]:
 
 def check_writable(path: PathLike) -> None:
     """Raise the OSError writing `path` would raise for where it is (a folder, a device, a
-    folder that cannot be written to), before the work whose result is to go there; its
-    folders are made."""
+    folder that cannot be written to), before the work whose result is to go there. Folders
+    it has to make for the test are removed again: if that work fails, nothing is left."""
     target = _target(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path, target)
-    os.close(fd)
-    tmp.unlink()
+    missing = []  # the folders to make, deepest first
+    folder = target.parent
+    while str(folder) not in ("", ".") and not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(path, target)
+        os.close(fd)
+        tmp.unlink()
+    finally:
+        for made in missing:
+            try:
+                made.rmdir()
+            except OSError:
+                break  # not made here, or something else was written into it meanwhile
 
 
 @contextlib.contextmanager

@@ -266,7 +266,8 @@ def _save_gif(images: list[Image.Image], durations: list, path: PathLike, loop: 
 
 def check_output(path: PathLike, what: str) -> None:
     """Raise OutputError (one line) now if the `what` ("PNG", "GIF") could not be written to
-    `path`, before the work that makes it; its folders are made."""
+    `path`, before the work that makes it (folders missing on the way are fine: writing
+    makes them)."""
     try:
         check_writable(path)
     except OSError as e:

@@ -15,6 +15,7 @@ from PIL import Image
 import ddpm_core.atomic as atomic
 from ddpm_core.errors import OutputError
 from ddpm_core.export import (
+    check_output,
     forward_timesteps,
     grid_image,
     save_forward_gif,
@@ -132,6 +133,24 @@ def test_a_file_that_cannot_be_written_is_told_in_one_line_with_what_to_do(tmp_p
         save_png_grid(x, existing)
     assert existing.read_bytes() == b"the old file"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
+
+
+def test_checking_an_output_before_the_work_leaves_nothing_behind(tmp_path):
+    # 'ddpm sample --png out/a/b/s.png' is checked before sampling; if the sampling then
+    # fails, no empty folders stay. Writing makes them.
+    path = tmp_path / "out" / "a" / "b" / "s.png"
+    check_output(path, "PNG")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_output(tmp_path / "kept" / "new" / "s.png", "PNG")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(OutputError, match="a part of the path is a file"):
+        check_output(blocked / "sub" / "s.png", "PNG")
+    assert blocked.read_text() == "x"
+    save_png_grid(rand_images(1, 1, 4, 4), path)
+    assert path.is_file()
 
 
 # ---- trajectory GIFs -------------------------------------------------------------------------
