@@ -226,6 +226,8 @@ def remove_stale_temp_files(path: PathLike) -> list[Path]:
     Returns the files removed.
     """
     target = Path(path)
+    if target.is_symlink():  # the temporary files are beside the file the link points to
+        target = Path(os.path.realpath(target))
     removed = []
     directory = target.parent if str(target.parent) else Path(".")
     try:

@@ -222,6 +222,15 @@ def test_atomic_write_follows_links_and_never_replaces_a_device_or_pipe(tmp_path
     link.symlink_to(real)
     atomic.atomic_write_bytes(link, b"new")
     assert link.is_symlink() and real.read_bytes() == b"new"  # the link stays a link
+    # A write killed midway leaves its temporary file beside the real file: found from the link.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "far.png").write_bytes(b"far")
+    far_link = tmp_path / "far_link.png"
+    far_link.symlink_to(elsewhere / "far.png")
+    left = elsewhere / (".far.png.x1" + atomic.TEMP_SUFFIX)
+    left.write_bytes(b"half")
+    assert atomic.remove_stale_temp_files(far_link) == [left] and not left.exists()
     if hasattr(os, "mkfifo"):
         pipe = tmp_path / "out.png"
         os.mkfifo(pipe)
