@@ -75,6 +75,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._saved_step = 0  # the step the last save (or the opened checkpoint) holds
         self._discarded_step = 0  # progress up to here was let go of on purpose (closing without saving)
         self._last_path = ""
+        self._after_save: Optional[Callable[[], object]] = None  # what waits for a save of the ended run
         self._paused = False
         self._run_batch_size = 0  # the live run's batch size, for an out-of-memory suggestion
         self._run_info: dict = {}  # the live run's description, from its worker's `ready`
@@ -198,6 +199,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             self._update_controls()
             self.state.status.emit(f"Cannot start: {reason}")
             return False
+        if not self._settle_unsaved("starting a new run", self.start):
+            return False
         self.state.set_schedule(cfg.schedule.name, cfg.schedule.timesteps)
 
         if self._continue is not None:
@@ -270,7 +273,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         if self._worker is not None:
             self._worker.stop()
             self.view.say("Stopping after the current step…")
-            self.stop_button.setEnabled(False)
+            self._update_controls()
 
     def save_checkpoint(self, path: Optional[str] = None) -> bool:
         """Save the run's full state; asynchronous, `checkpointSaved(path)` when written."""
@@ -301,7 +304,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         """Save the ended run's trainer on a task thread (`checkpointSaved` or an error)."""
         trainer = self._trainer
         step = int(trainer.step)
-        task = TaskWorker(lambda: (str(trainer.save(path)), step), name="save-checkpoint")
+        task = TaskWorker(lambda: (str(trainer.save(path)), step, trainer), name="save-checkpoint")
         task.succeeded.connect(self._on_saved_task)
         task.failed.connect(self._on_save_failed)
         self._run_task(task)
@@ -314,6 +317,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         (`state.errorOccurred`) and the panel stays as it was."""
         if self._worker is not None:
             self.state.status.emit("Stop training before opening a checkpoint.")
+            return False
+        if not self._settle_unsaved("opening a checkpoint", lambda: self.open_checkpoint(path, start_in)):
             return False
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
@@ -418,13 +423,23 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     # ---- dialogs (methods, so tests can replace them) --------------------------------
     def ask_save_before_close(self) -> str:
         """'yes' (Save), 'no' (Discard) or 'cancel' (keep the window, training goes on)."""
-        answer = QMessageBox.question(
-            self,
-            "Save checkpoint?",
+        return self._ask_save(
             f"Training has progress that is not saved (step {self._step:,}).\n\n"
-            "Save a checkpoint before closing? Cancel keeps training.",
-            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
-            QMessageBox.Save,
+            "Save a checkpoint before closing? Cancel keeps training."
+        )
+
+    def ask_save_before(self, doing: str) -> str:
+        """'yes' (Save, then go on), 'no' (Discard and go on) or 'cancel' before `doing`
+        replaces an ended run whose last steps are not saved."""
+        return self._ask_save(
+            f"The last run has progress that is not saved (step {self._step:,}).\n\n"
+            f"Save a checkpoint before {doing}? Discard lets it go; Cancel keeps it."
+        )
+
+    def _ask_save(self, text: str) -> str:
+        answer = QMessageBox.question(
+            self, "Save checkpoint?", text,
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save,
         )
         return {QMessageBox.Save: "yes", QMessageBox.Discard: "no"}.get(answer, "cancel")
 
@@ -449,8 +464,6 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     def _on_ready(self, info: dict) -> None:
         if not self._current():
             return
-        if self._continue is not None:  # the checkpoint is now a live run
-            self.leave_continue_mode()
         self._step = info["step"]
         self._run_batch_size = info["batch_size"]
         self._run_info = info
@@ -468,6 +481,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     def _on_progress(self, p: dict) -> None:
         if not self._current():
             return
+        if self._continue is not None:
+            # The checkpoint is now a live run. Not before its first step: a run that fails
+            # or is stopped before it trains leaves Start continuing the same checkpoint.
+            self.leave_continue_mode()
         self._step = p["step"]
         self.view.show_progress(p)
         if p["device"] != self._run_info["device"]:  # torch.compile failed; training went on without it
@@ -494,13 +511,14 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         if paused:
             self.view.say(f"Paused at step {self._step:,}. The Denoising tab can sample this model.")
             self.state.status.emit(f"Training paused at step {self._step:,}")
-        else:
+        elif not self._worker.stopping:  # a Stop ends a pause too: that is not "resumed"
             self.view.say("Training…")
             self.state.status.emit("Training resumed")
         self.pausedChanged.emit(paused)
 
-    def _on_saved(self, path: str, step: int) -> None:
-        self._saved_step = step
+    def _on_saved(self, path: str, step: int, of_the_run_shown: bool = True) -> None:
+        if of_the_run_shown:
+            self._saved_step = step
         self._last_path = path
         self.state.status.emit(f"Saved checkpoint (step {step:,}): {path}")
         self.checkpointSaved.emit(path)
@@ -512,11 +530,34 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.autosaved.emit(path, step)
 
     def _on_saved_task(self, result) -> None:
-        path, step = result
-        self._on_saved(path, step)
+        # A save of an ended run may finish after a new run began: it is not the new run's.
+        path, step, trainer = result
+        current = trainer is self._live_trainer()
+        self._on_saved(path, step, of_the_run_shown=current)
+        then, self._after_save = self._after_save, None
+        if then is not None and current:
+            then()
 
     def _on_save_failed(self, message: str) -> None:
+        self._after_save = None  # what waited for the save does not go ahead
         self.state.errorOccurred.emit(message)
+
+    def _settle_unsaved(self, doing: str, then: Callable[[], object]) -> bool:
+        """Before `doing` replaces an ended run that has unsaved steps, ask Save / Discard /
+        Cancel, as closing the window does. True: go on now. False: not now: cancelled, or
+        saving first, after which `then` (the same action) runs again."""
+        if self._worker is not None or not self.has_unsaved_progress():
+            return True
+        answer = self.ask_save_before(doing)
+        if answer == "no":
+            self._discarded_step = self._step
+            return True
+        if answer == "yes":
+            path = self.choose_save_path()
+            if path:
+                self._after_save = then
+                self._start_save_task(path)
+        return False
 
     def _on_failed(self, message: str) -> None:
         if self._current():
@@ -539,6 +580,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._trainer = worker.trainer
         if worker.error:
             self._explain_error(worker)
+        elif self._continue is not None:  # a continued run that trained no step: still in continue mode
+            self.view.end("Training was stopped before its first step: press Start to continue the checkpoint.",
+                          steps_done=True)
+            self.state.status.emit("Training stopped before its first step")
         elif self._trainer is not None and self._trainer.step == 0:
             self.view.end("Training was stopped before its first step: press Start to begin.", steps_done=True)
             self.state.status.emit("Training stopped before its first step")
@@ -631,9 +676,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         cfg, reason = (None, None) if running else self.form.check()
         self.hint.setText("" if running or reason is None else reason)
         self.start_button.setEnabled(not running and cfg is not None)
-        self.pause_button.setEnabled(running and not self._paused)
-        self.resume_button.setEnabled(running and self._paused)
-        self.stop_button.setEnabled(running and not (self._worker and self._worker.stopping))
+        stopping = running and self._worker.stopping
+        self.pause_button.setEnabled(running and not self._paused and not stopping)
+        self.resume_button.setEnabled(running and self._paused and not stopping)
+        self.stop_button.setEnabled(running and not stopping)
         self.save_button.setEnabled((running or self._trainer is not None) and not self._diverged())
         self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
         self.new_run_button.setVisible(self._continue is not None and not running)

@@ -1,0 +1,165 @@
+"""What happens to a run when the Training tab is told to do something else: Start again
+or Open a checkpoint after it ended, Stop while paused, a save that finishes late, a
+continued run that fails before its first step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from ddpm_core.checkpoint import load_checkpoint
+from ddpm_core.training import Trainer
+from ddpm_gui import workers
+from ddpm_gui.training_panel import TrainingPanel
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def panel(qtbot, state):
+    p = TrainingPanel(state)
+    qtbot.addWidget(p)
+    yield p
+    p.shutdown(ask=False)
+
+
+def train_to_the_end(qtbot, panel, config) -> None:
+    panel.set_config(config)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        assert panel.start()
+
+
+def answer(panel, reply: str, path=None) -> list[str]:
+    """Answer 'Save checkpoint before ...?' with `reply`; returns what was asked."""
+    asked = []
+    panel.ask_save_before = lambda doing: asked.append(doing) or reply
+    panel.choose_save_path = lambda: asked.append("path?") or (str(path) if path else None)
+    return asked
+
+
+@pytest.fixture
+def other_checkpoint(tmp_path, make_config) -> str:
+    trainer = Trainer(make_config(steps=5, preview_every=0))
+    for _ in trainer.steps():
+        pass
+    return str(trainer.save(tmp_path / "other.safetensors"))
+
+
+def test_start_after_an_unsaved_run_asks_first(qtbot, panel, make_config, tmp_path):
+    train_to_the_end(qtbot, panel, make_config(steps=12, preview_every=0))
+    old = panel.trainer
+    asked = answer(panel, "cancel")
+    assert not panel.start() and not panel.is_running()
+    assert asked == ["starting a new run"] and panel.trainer is old and panel.has_unsaved_progress()
+
+    # Save: the checkpoint is written off the GUI thread, then the new run starts by itself.
+    path = tmp_path / "before_the_new_run.safetensors"
+    asked = answer(panel, "yes", path)
+    assert not panel.start()  # not yet: it starts once the save is written
+    qtbot.waitUntil(panel.is_running, timeout=WAIT_MS)
+    assert asked == ["starting a new run", "path?"]
+    assert load_checkpoint(path).step == 12
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+
+    # Discard: the new run starts at once, and nothing is asked again for that run.
+    asked = answer(panel, "no")
+    assert panel.start()
+    assert asked == ["starting a new run"]
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+
+
+def test_a_failed_save_keeps_the_run_and_starts_nothing(qtbot, panel, make_config, tmp_path, errors):
+    train_to_the_end(qtbot, panel, make_config(steps=6, preview_every=0))
+    old = panel.trainer
+    answer(panel, "yes", tmp_path / "no_such_folder_is_a_file" / "x.safetensors")
+    (tmp_path / "no_such_folder_is_a_file").write_text("a file where the folder would be")
+    assert not panel.start()
+    qtbot.waitUntil(lambda: bool(errors), timeout=WAIT_MS)
+    qtbot.wait(200)
+    assert not panel.is_running() and panel.trainer is old and panel.has_unsaved_progress()
+
+
+def test_opening_a_checkpoint_after_an_unsaved_run_asks_first(qtbot, panel, make_config, other_checkpoint):
+    train_to_the_end(qtbot, panel, make_config(steps=8, preview_every=0))
+    asked = answer(panel, "cancel")
+    assert not panel.open_checkpoint(other_checkpoint)
+    assert asked == ["opening a checkpoint"] and panel.has_unsaved_progress()
+    asked = answer(panel, "no")
+    with qtbot.waitSignal(panel.checkpointOpened, timeout=WAIT_MS):
+        assert panel.open_checkpoint(other_checkpoint)
+    assert asked == ["opening a checkpoint"] and not panel.has_unsaved_progress()
+
+
+def test_a_late_save_of_the_last_run_is_not_the_new_runs(qtbot, panel, make_config, tmp_path):
+    # The save of an ended run may be written after a new run began (a slow disk): the new
+    # run's steps stay unsaved, so closing still asks about them.
+    train_to_the_end(qtbot, panel, make_config(steps=10, preview_every=0))
+    old = panel.trainer
+    real_save = old.save
+    old.save = lambda path: (time.sleep(1.5), real_save(path))[1]
+    assert panel.save_checkpoint(str(tmp_path / "old.safetensors"))
+    answer(panel, "no")  # the old run's save is not written yet, so Start asks
+    panel.set_config(make_config(steps=4, preview_every=0))
+    assert panel.start()
+    with qtbot.waitSignal(panel.checkpointSaved, timeout=WAIT_MS):
+        pass
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert panel.trainer.step == 4 and panel.has_unsaved_progress()
+
+
+def test_stop_while_paused_is_a_stop(qtbot, panel, state, make_config):
+    statuses = []
+    state.status.connect(statuses.append)
+    panel.set_config(make_config(steps=5000, preview_every=0))
+    panel.start()
+    qtbot.waitUntil(lambda: panel.current_step() >= 2, timeout=WAIT_MS)
+    with qtbot.waitSignal(panel.pausedChanged, timeout=WAIT_MS):
+        panel.pause()
+    panel.stop()
+    # Once a stop is asked for, Pause and Resume are no longer offered.
+    assert not panel.pause_button.isEnabled() and not panel.resume_button.isEnabled()
+    assert not panel.stop_button.isEnabled()
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS):
+        pass
+    assert "Training resumed" not in statuses
+    assert any(s.startswith("Training stopped at step") for s in statuses)
+
+
+def test_pause_is_not_offered_while_stopping(qtbot, panel, make_config):
+    panel.set_config(make_config(steps=5000, preview_every=0))
+    panel.start()
+    qtbot.waitUntil(lambda: panel.current_step() >= 2, timeout=WAIT_MS)
+    panel.stop()
+    assert not panel.pause_button.isEnabled()
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS):
+        pass
+
+
+def test_a_continued_run_that_fails_before_a_step_still_continues_the_checkpoint(
+    qtbot, panel, other_checkpoint, monkeypatch, errors
+):
+    with qtbot.waitSignal(panel.checkpointOpened, timeout=WAIT_MS):
+        panel.open_checkpoint(other_checkpoint)
+    panel.form.set_steps(40)
+    real = Trainer._train_step
+
+    def out_of_memory(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_train_step", out_of_memory)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        assert panel.start()
+    workers.take_errors()
+    assert panel.suggestion_button.isVisibleTo(panel)
+    assert panel.new_run_button.isVisibleTo(panel) and not panel.form.dim.isEnabled()  # still continuing
+
+    monkeypatch.setattr(Trainer, "_train_step", real)
+    panel._apply_suggestion()  # "Use batch size 4", then Start again
+    steps = []
+    panel.progressed.connect(steps.append)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        assert panel.start()
+    assert steps[0] == 6 and panel.trainer.step == 40  # from the checkpoint's step 5, not from 0
