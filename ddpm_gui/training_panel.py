@@ -76,6 +76,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._discarded_step = 0  # progress up to here was let go of on purpose (closing without saving)
         self._last_path = ""
         self._after_save: Optional[Callable[[], object]] = None  # what waits for a save of the ended run
+        self._open_request = 0  # the latest checkpoint open asked for; earlier ones are dropped
         self._paused = False
         self._run_batch_size = 0  # the live run's batch size, for an out-of-memory suggestion
         self._run_info: dict = {}  # the live run's description, from its worker's `ready`
@@ -328,8 +329,9 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             if not path:
                 return False
         path = str(path)
-
-        task = TaskWorker(lambda: read_training_checkpoint(path), name="open-checkpoint")
+        self._open_request += 1
+        request = self._open_request
+        task = TaskWorker(lambda: (request, *read_training_checkpoint(path)), name="open-checkpoint")
         task.succeeded.connect(self._on_checkpoint_loaded)
         task.failed.connect(self._on_task_failed)
         self.open_button.setEnabled(False)
@@ -644,9 +646,9 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.state.errorOccurred.emit(message)
 
     def _on_checkpoint_loaded(self, result) -> None:
-        ckpt, cfg = result
-        if self._worker is not None:
-            return  # training was started meanwhile; the checkpoint is not wanted now
+        request, ckpt, cfg = result
+        if self._worker is not None or request != self._open_request:
+            return  # training was started, or another file chosen, meanwhile: not wanted now
         self._continue = (ckpt, cfg)
         self.form.set_config(cfg)
         self.form.lock_model(True)

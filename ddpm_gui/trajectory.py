@@ -22,6 +22,11 @@ class Trajectory:
         self.filled = 0  # frames 0..filled-1 hold data
         self.complete = False
 
+    @staticmethod
+    def nbytes(num_steps: int, count: int, height: int, width: int, channels: int) -> int:
+        """The memory a trajectory of these sizes takes (x_t and x̂_0 of every frame)."""
+        return 2 * (int(num_steps) + 1) * count * height * width * channels
+
     @property
     def frame_count(self) -> int:
         return self.num_steps + 1

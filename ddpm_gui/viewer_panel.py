@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ddpm_core import memory
 from ddpm_core.export import save_png_grid, save_trajectory_gif, trajectory_frame_indices
 from ddpm_core.model_io import load_for_sampling
 from ddpm_gui.file_drop import OpensDroppedCheckpoints
@@ -63,6 +64,10 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         self._tasks: list[TaskWorker] = []
         self._retired: list[SamplingWorker] = []
         self.trajectory: Optional[Trajectory] = None
+        # The last run's trajectory while a new run has no frame yet: shown again if the
+        # new run fails or is stopped before its first frame.
+        self._previous: Optional[Trajectory] = None
+        self._open_request = 0  # the latest checkpoint open asked for; earlier ones are dropped
         self._gif_options = GifOptions()
         self._zoom: Optional[ZoomDialog] = None
         self._play_timer = QTimer(self)
@@ -233,11 +238,13 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
             if not path:
                 return False
         path = str(path)
+        self._open_request += 1
+        request = self._open_request
 
-        def load() -> ModelSnapshot:
+        def load() -> tuple[int, ModelSnapshot]:
             loaded = load_for_sampling(path)
             weights = "EMA weights" if loaded.uses_ema else "live weights"
-            return ModelSnapshot(
+            return request, ModelSnapshot(
                 model=loaded.model,
                 schedule=loaded.schedule,
                 config=loaded.config,
@@ -252,7 +259,10 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         self._run_task(task)
         return True
 
-    def _on_checkpoint_loaded(self, snapshot: ModelSnapshot) -> None:
+    def _on_checkpoint_loaded(self, result) -> None:
+        request, snapshot = result
+        if request != self._open_request:
+            return  # another file was chosen (dropped, or opened from the menu) meanwhile
         self._use(snapshot, from_checkpoint=True)
         self.state.status.emit(f"Sampling from {snapshot.source}")
 
@@ -268,9 +278,11 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         if src is None:
             self.state.status.emit("No model to sample from: train one or open a checkpoint.")
             return False
-        self.pause_playback()
         cfg = src.config
         T = src.schedule.num_timesteps
+        if not self._frames_fit(T, cfg):
+            return False
+        self.pause_playback()
         request = SampleRequest(
             model=src.model,
             schedule=src.schedule,
@@ -290,12 +302,28 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         worker.failed.connect(self._on_failed)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.trajectory = None
+        self._previous, self.trajectory = self.trajectory, None
         worker.start()
         self.frame_label.setText("Sampling…")
         self._update_controls()
         self.samplingChanged.emit(True)
         return True
+
+    def _frames_fit(self, T: int, cfg) -> bool:
+        """Every step of every image is kept for scrubbing: refuse (one line) a run whose
+        frames would take more than half the free memory, before it fills it."""
+        steps = T if self.sampler.currentData() == "ddpm" else min(self.steps.value(), T)
+        count, size, channels = self.count.value(), cfg.data.image_size, cfg.model.channels
+        need = Trajectory.nbytes(steps, count, size, size, channels)
+        free = memory.available_bytes()
+        if free is None or need <= memory.DATASET_SHARE * free:
+            return True
+        self.state.errorOccurred.emit(
+            f"keeping all {steps:,} steps of {count} images at {size}×{size} for the viewer would take "
+            f"{memory.human_bytes(need)} of memory, more than half of the {memory.human_bytes(free)} free: "
+            "sample fewer images, or use DDIM with fewer steps"
+        )
+        return False
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -316,6 +344,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         if not self._current() or self.trajectory is None:
             return
         self.trajectory.add_steps(batch["first"], batch["x_t"], batch["x0"], batch["t"], batch["noise"])
+        self._previous = None  # the new run is on screen now
         self._follow_live()
 
     def _on_completed(self, final) -> None:
@@ -349,17 +378,28 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
             # Kept until its last queued signal is delivered (sender() must stay valid).
             self._retired.append(worker)
         traj = self.trajectory
+        failed = worker is not None and worker.error is not None  # the dialog says why
         if traj is not None and traj.complete:
             self.state.status.emit(f"Sampled {traj.count} images in {traj.num_steps} steps")
             self.sampled.emit()
         elif traj is not None and traj.filled:
-            self.frame_label.setText(self.frame_label.text() + " · stopped")
-        elif worker is not None and worker.error is None:
-            self.frame_label.setText("Stopped.")
-        elif worker is not None:  # failed before a frame came: the dialog says why
-            self.frame_label.setText("Sampling failed.")
+            self.frame_label.setText(self.frame_label.text() + (" · failed" if failed else " · stopped"))
+        elif self._previous is not None and self._previous.filled:  # no frame came: the last run is still there to see and export
+            self._show_previous_run("Sampling failed" if failed else "Stopped before the first step")
+        else:
+            self.frame_label.setText("Sampling failed." if failed else "Stopped.")
+        self._previous = None
         self._update_controls()
         self.samplingChanged.emit(False)
+
+    def _show_previous_run(self, what: str) -> None:
+        self.trajectory, self._previous = self._previous, None
+        last = self.trajectory.filled - 1
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(last, 0))
+        self.slider.blockSignals(False)
+        self.show_frame(min(self.slider.value(), last))
+        self.frame_label.setText(f"{what}: showing the previous run again. " + self.frame_label.text())
 
     # ---- showing and scrubbing ------------------------------------------------------------------
     def frame_count(self) -> int:

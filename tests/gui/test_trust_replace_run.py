@@ -163,3 +163,22 @@ def test_a_continued_run_that_fails_before_a_step_still_continues_the_checkpoint
     with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
         assert panel.start()
     assert steps[0] == 6 and panel.trainer.step == 40  # from the checkpoint's step 5, not from 0
+
+
+def test_the_checkpoint_chosen_last_is_the_one_continued(qtbot, panel, other_checkpoint, tmp_path, monkeypatch):
+    # A drop or the File menu may open a second file while the first still loads.
+    import shutil
+
+    from ddpm_gui import training_panel
+
+    slow, fast = tmp_path / "slow.safetensors", tmp_path / "fast.safetensors"
+    shutil.copy(other_checkpoint, slow)
+    shutil.copy(other_checkpoint, fast)
+    real = training_panel.read_training_checkpoint
+    monkeypatch.setattr(
+        training_panel, "read_training_checkpoint",
+        lambda path: (time.sleep(1.0) if "slow" in str(path) else None) or real(path),
+    )
+    assert panel.open_checkpoint(str(slow)) and panel.open_checkpoint(str(fast))
+    qtbot.waitUntil(lambda: not panel._tasks, timeout=WAIT_MS)
+    assert "fast.safetensors" in panel.continue_label.toolTip()

@@ -223,3 +223,83 @@ def test_sampling_uses_the_runs_precision(qtbot, viewer, monkeypatch, precision)
     viewer._source.config.train.precision = precision
     sample(qtbot, viewer, count=2, sampler="ddim", steps=2)
     assert asked == [precision]
+
+
+def _sample_and_wait(qtbot, viewer) -> None:
+    with qtbot.waitSignal(viewer.samplingChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
+        assert viewer.sample()
+
+
+def test_a_run_that_fails_after_some_frames_says_failed(qtbot, viewer, monkeypatch, errors):
+    import ddpm_gui.sampling_worker as sampling_worker
+    from ddpm_core.errors import DDPMError
+
+    real = sampling_worker.sample_loop
+
+    def fails_at_step_6(*args, **kwargs):
+        for i, step in enumerate(real(*args, **kwargs)):
+            if i == 5:
+                raise DDPMError("the model produced NaN at step 6")
+            yield step
+
+    monkeypatch.setattr(sampling_worker, "sample_loop", fails_at_step_6)
+    _sample_and_wait(qtbot, viewer)
+    assert len(errors) == 1 and viewer.frame_label.text().endswith(" · failed")
+
+
+def test_a_new_run_without_a_frame_gives_back_the_last_run(qtbot, viewer, monkeypatch, errors):
+    # A new run that fails or is stopped before its first frame leaves the last run on
+    # screen, scrubbable and exportable, and says so.
+    import ddpm_gui.sampling_worker as sampling_worker
+    from ddpm_core.errors import DDPMError
+
+    last = sample(qtbot, viewer)
+    frames = viewer.frame_count()
+
+    def fails_at_once(*args, **kwargs):
+        raise DDPMError("cannot sample: a broken model")
+        yield
+
+    monkeypatch.setattr(sampling_worker, "sample_loop", fails_at_once)
+    _sample_and_wait(qtbot, viewer)
+    assert errors and viewer.frame_count() == frames and np.array_equal(viewer.trajectory.final(), last)
+    assert viewer.slider.maximum() == frames - 1 and viewer.gif_button.isEnabled()
+    assert viewer.frame_label.text().startswith("Sampling failed: showing the previous run again.")
+    viewer.show_frame(3)
+    assert viewer.slider.value() == 3 and "Step 4 / " in viewer.frame_label.text()
+
+
+def test_the_checkpoint_chosen_last_is_the_one_used(qtbot, viewer, checkpoint, tmp_path, monkeypatch):
+    # The Open button waits for a load, but a drop or the File menu may start another:
+    # the file chosen last wins, even when the first one finishes later.
+    import shutil
+    import time
+
+    import ddpm_gui.viewer_panel as viewer_panel
+
+    slow, fast = tmp_path / "slow.safetensors", tmp_path / "fast.safetensors"
+    shutil.copy(checkpoint, slow)
+    shutil.copy(checkpoint, fast)
+    real = viewer_panel.load_for_sampling
+    monkeypatch.setattr(
+        viewer_panel, "load_for_sampling", lambda path: (time.sleep(1.0) if "slow" in path else None) or real(path)
+    )
+    viewer.open_checkpoint(str(slow))
+    viewer.open_checkpoint(str(fast))
+    qtbot.waitUntil(lambda: not viewer._tasks, timeout=WAIT_MS)
+    assert "fast.safetensors" in viewer.source_label.text()
+
+
+def test_frames_that_would_not_fit_in_memory_are_refused_before_sampling(viewer, monkeypatch, errors):
+    # Every step of every image is kept: 64 images at 256 px RGB over 1,000 DDPM steps would
+    # be 25 GB. Here 16 images of 8×8 over 20 steps are 42 KB; with 58.6 KB free, more than half.
+    from ddpm_core import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 60_000)
+    viewer.sampler.setCurrentIndex(viewer.sampler.findData("ddpm"))
+    viewer.count.setValue(16)
+    assert not viewer.sample() and not viewer.is_sampling()
+    assert len(errors) == 1 and "take 42.0 KB of memory" in errors[0] and "sample fewer images" in errors[0]
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
+    assert viewer.sample()
+    viewer.stop()
