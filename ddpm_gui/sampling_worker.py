@@ -62,8 +62,7 @@ class SamplingWorker(LoopWorker):
             # first, or the cache cannot be given back.
             traceback.clear_frames(e.__traceback__)
             free_cached_memory(device)
-            message = out_of_memory_message(device, self.job.count, "sampling")
-            raise OutOfMemory(f"{message} (here the batch size is the number of images)") from None
+            raise OutOfMemory(out_of_memory_message(device, self.job.count, "sampling", "number of images")) from None
 
     def _sample(self) -> None:
         r = self.job

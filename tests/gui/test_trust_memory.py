@@ -107,7 +107,7 @@ def test_sampling_out_of_memory_is_reported_and_memory_given_back(
     with qtbot.waitSignal(state.errorOccurred, timeout=WAIT_MS) as failed:
         assert viewer.sample()
     message = failed.args[0]
-    assert "sampling ran out of" in message and "batch size 16" in message and "batch size 8" in message
+    assert "sampling ran out of" in message and "number of images 16" in message and "number of images 8" in message
     assert "number of images" in message and "\n" not in message
     assert "Traceback" not in capfd.readouterr().err
     assert freed == ["cpu"]
