@@ -27,6 +27,9 @@ def format_duration(seconds: float) -> str:
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 
 
+PREVIEW_CAPTION = "Preview samples"
+
+
 class RunView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -57,7 +60,9 @@ class RunView(QWidget):
         self.preview_grid = ImageGrid(placeholder="Samples from the model appear here at every preview.")
         self.preview_grid.setToolTip("Samples from the current model, always from the same starting noise x_T: click one to enlarge.")
         self.preview_grid.clicked.connect(self._zoom_preview)
-        self.preview_caption = QLabel("Preview samples")
+        self.preview_caption = QLabel(PREVIEW_CAPTION)
+        # Wrapped, so a long caption does not widen the column when the first preview comes.
+        self.preview_caption.setWordWrap(True)
         preview_box = QWidget()
         pv = QVBoxLayout(preview_box)
         pv.setContentsMargins(0, 0, 0, 0)
@@ -88,6 +93,10 @@ class RunView(QWidget):
         """A run is being prepared: empty plots, a busy bar."""
         self.loss_plot.clear()
         self.loss_by_t.reset(timesteps)
+        # Nothing of the last run stays: its previews were of another model.
+        self.preview_grid.set_images(None)
+        self.preview_caption.setText(PREVIEW_CAPTION)
+        self.show_numbers(None, None, None, None, None)
         self.progress.setRange(0, 0)  # busy until the trainer exists
         self.progress.setFormat("preparing…")
         self.say("Preparing the data and the model…")
@@ -127,7 +136,7 @@ class RunView(QWidget):
         self.show_numbers(p["step"], p["total_steps"], p["epoch"], p["images_per_sec"], p["eta_seconds"])
 
     def show_numbers(self, step, total, epoch, speed, eta) -> None:
-        self.step_label.setText(f"Step <b>{step:,}</b> / {total:,}")
+        self.step_label.setText("Step –" if step is None else f"Step <b>{step:,}</b> / {total:,}")
         self.epoch_label.setText("Epoch –" if epoch is None else f"Epoch <b>{epoch}</b>")
         self.speed_label.setText("– images/s" if speed is None else f"<b>{speed:,.0f}</b> images/s")
         self.eta_label.setText("ETA –" if eta is None else f"ETA <b>{format_duration(eta)}</b>")
@@ -142,6 +151,7 @@ class RunView(QWidget):
         the bar keeps the steps (no longer 'compiling'), else it is emptied."""
         self.loss_plot.flush()
         self.loss_by_t.flush()
+        self.eta_label.setText("ETA –")  # nothing is left to wait for; the last speed stays
         if steps_done:
             self.progress.setFormat(STEPS_FORMAT)
         else:

@@ -425,9 +425,10 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     # ---- dialogs (methods, so tests can replace them) --------------------------------
     def ask_save_before_close(self) -> str:
         """'yes' (Save), 'no' (Discard) or 'cancel' (keep the window, training goes on)."""
+        cancel = "Cancel keeps training." if self._worker is not None else "Cancel keeps the window open."
         return self._ask_save(
             f"Training has progress that is not saved (step {self._step:,}).\n\n"
-            "Save a checkpoint before closing? Cancel keeps training."
+            f"Save a checkpoint before closing? {cancel}"
         )
 
     def ask_save_before(self, doing: str) -> str:

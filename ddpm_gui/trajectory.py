@@ -20,6 +20,7 @@ class Trajectory:
         self.t = np.full(frames, -1, dtype=np.int64)  # -1: the final sample (no timestep)
         self.noise = np.zeros(frames, dtype=np.float64)  # √(1−ᾱ_t); 0 for the final sample
         self.filled = 0  # frames 0..filled-1 hold data
+        self.source = ""  # the model it was sampled from, as the viewer names it
         self.complete = False
 
     @staticmethod

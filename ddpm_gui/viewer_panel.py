@@ -68,6 +68,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         # new run fails or is stopped before its first frame.
         self._previous: Optional[Trajectory] = None
         self._open_request = 0  # the latest checkpoint open asked for; earlier ones are dropped
+        self._sampling_source = ""  # the model the run in progress samples from
         self._gif_options = GifOptions()
         self._zoom: Optional[ZoomDialog] = None
         self._play_timer = QTimer(self)
@@ -218,12 +219,23 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         cfg = snapshot.config
         T = snapshot.schedule.num_timesteps
         self.steps.setMaximum(T)
-        self.source_label.setText(
+        self._show_source()
+        self._update_controls()
+        self.sourceChanged.emit(snapshot.source)
+
+    def _show_source(self) -> None:
+        """The model Sample uses, and, when the images shown came from another (training
+        went on, or another checkpoint was opened), which one they came from."""
+        snapshot = self._source
+        cfg, T = snapshot.config, snapshot.schedule.num_timesteps
+        text = (
             f"Model: <b>{snapshot.source}</b> · {cfg.data.image_size}×{cfg.data.image_size}, "
             f"{cfg.model.channels} channel(s) · {cfg.schedule.name} schedule, T = {T}"
         )
-        self._update_controls()
-        self.sourceChanged.emit(snapshot.source)
+        shown = self.trajectory
+        if shown is not None and shown.filled and shown.source != snapshot.source:
+            text += f"<br>The images below are from <b>{shown.source}</b>: press Sample for this model."
+        self.source_label.setText(text)
 
     def open_checkpoint(self, path: Optional[str] = None) -> bool:
         """Load a checkpoint for sampling, off the GUI thread; `sourceChanged` when ready.
@@ -303,6 +315,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._previous, self.trajectory = self.trajectory, None
+        self._sampling_source = src.source
         worker.start()
         self.frame_label.setText("Sampling…")
         self._update_controls()
@@ -336,6 +349,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         if not self._current():
             return
         self.trajectory = Trajectory(info["num_steps"], info["count"], info["height"], info["width"], info["channels"])
+        self.trajectory.source = self._sampling_source
         self.slider.blockSignals(True)
         self.slider.setRange(0, 0)
         self.slider.blockSignals(False)
@@ -344,7 +358,9 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         if not self._current() or self.trajectory is None:
             return
         self.trajectory.add_steps(batch["first"], batch["x_t"], batch["x0"], batch["t"], batch["noise"])
-        self._previous = None  # the new run is on screen now
+        if self._previous is not None or self.trajectory.filled == len(batch["x_t"]):  # its first frames
+            self._previous = None  # the new run is on screen now
+            self._show_source()
         self._follow_live()
 
     def _on_completed(self, final) -> None:
@@ -389,6 +405,8 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         else:
             self.frame_label.setText("Sampling failed." if failed else "Stopped.")
         self._previous = None
+        if self._source is not None:
+            self._show_source()
         self._update_controls()
         self.samplingChanged.emit(False)
 

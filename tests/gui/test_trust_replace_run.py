@@ -182,3 +182,20 @@ def test_the_checkpoint_chosen_last_is_the_one_continued(qtbot, panel, other_che
     assert panel.open_checkpoint(str(slow)) and panel.open_checkpoint(str(fast))
     qtbot.waitUntil(lambda: not panel._tasks, timeout=WAIT_MS)
     assert "fast.safetensors" in panel.continue_label.toolTip()
+
+
+def test_a_new_run_shows_nothing_of_the_last_one(qtbot, panel, make_config):
+    # The last run's previews were of another model; its time left is no one's.
+    train_to_the_end(qtbot, panel, make_config(steps=12, preview_every=6))
+    view = panel.view
+    assert view.preview_grid.image_count() == 4 and "step 12" in view.preview_caption.text()
+    assert view.eta_label.text() == "ETA –" and "images/s" in view.speed_label.text()
+    answer(panel, "no")
+    panel.set_config(make_config(steps=5000, preview_every=1000))
+    assert panel.start()
+    assert view.preview_grid.image_count() == 0 and view.preview_caption.text() == "Preview samples"
+    assert view.step_label.text() == "Step –" and view.speed_label.text() == "– images/s"
+    qtbot.waitUntil(lambda: panel.current_step() >= 2, timeout=WAIT_MS)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert view.eta_label.text() == "ETA –"

@@ -303,3 +303,28 @@ def test_frames_that_would_not_fit_in_memory_are_refused_before_sampling(viewer,
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
     assert viewer.sample()
     viewer.stop()
+
+
+def test_images_from_an_older_model_say_which_model_made_them(qtbot, state, checkpoint):
+    # The viewer follows training: when a newer model arrives, the images shown are still
+    # the older one's, and the header says so until Sample is pressed again.
+    from ddpm_core.model_io import load_for_sampling
+    from ddpm_gui.state import ModelSnapshot
+
+    loaded = load_for_sampling(checkpoint)
+
+    def snapshot(step):
+        return ModelSnapshot(model=loaded.model, schedule=loaded.schedule, config=loaded.config,
+                             source=f"training run, step {step}", step=step)
+
+    v = ViewerPanel(state)
+    qtbot.addWidget(v)
+    state.set_model(snapshot(500))
+    sample(qtbot, v)
+    assert "The images below are from" not in v.source_label.text()
+    state.set_model(snapshot(750))
+    text = v.source_label.text()
+    assert "<b>training run, step 750</b>" in text and "The images below are from <b>training run, step 500</b>" in text
+    sample(qtbot, v)
+    assert "The images below are from" not in v.source_label.text()
+    v.shutdown()
