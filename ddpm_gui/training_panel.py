@@ -47,6 +47,7 @@ from ddpm_gui.run_view import RunView
 from ddpm_gui.state import AppState
 from ddpm_gui.training_form import TrainingForm
 from ddpm_gui.training_worker import SaveResult, TrainingWorker
+from ddpm_gui.wheel_scrolls import WheelScrollsForm
 from ddpm_gui.workers import TaskWorker
 
 STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; never abandon it
@@ -155,6 +156,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(340)
+        self.settings_area = scroll
+        WheelScrollsForm(scroll)
         controls = QWidget()
         cv = QVBoxLayout(controls)
         cv.setContentsMargins(0, 0, 0, 0)

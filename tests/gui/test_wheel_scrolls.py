@@ -1,0 +1,36 @@
+"""The wheel over the Training settings scrolls them; it changes a field only once the
+field has focus."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from ddpm_gui.training_panel import TrainingPanel
+
+
+def wheel_down(widget) -> None:
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0), QPoint(0, -120),
+                        Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_scrolls_past_fields_and_turns_only_a_focused_one(qtbot, state):
+    panel = TrainingPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(900, 400)  # short: the settings need scrolling
+    panel.show()
+    qtbot.waitExposed(panel)
+    bar = panel.settings_area.verticalScrollBar()
+    assert bar.maximum() > 0
+    device = panel.form.device
+    before = device.currentIndex()
+    wheel_down(device)
+    assert device.currentIndex() == before and bar.value() > 0
+    device.setFocus()
+    qtbot.waitUntil(device.hasFocus)
+    wheel_down(device)
+    assert device.currentIndex() != before
+    panel.shutdown(ask=False)
