@@ -39,6 +39,24 @@ LEVEL_CHOICES = ("1,2", "1,2,4", "1,2,4,8")
 PRECISION_TITLES = {"auto": "Auto (bf16 where fast)", "fp32": "fp32", "bf16": "bf16"}
 MAX_AUTOSAVE_MINUTES = 24 * 60.0  # the engine's limit for train.autosave_minutes
 LOSS_TITLES = {"l1": "L1 (mean absolute error)", "l2": "L2 (mean squared error)", "huber": "Huber (smooth L1)"}
+# The settings a configuration message may name, as the form labels them (longest keys
+# first, so "model.dim_mults" is not read as "model.dim" + "_mults").
+FORM_NAMES = {
+    "model.resnet_block_groups": "the GroupNorm group count",
+    "model.dim_mults": "Levels",
+    "model.init_dim": "the first layer's width",
+    "model.channels": "Channels",
+    "model.out_dim": "the output channels",
+    "model.dim": "Width (dim)",
+    "data.image_size": "Image size",
+    "data.channels": "Channels",
+    "data.root": "Image folder",
+    "schedule.timesteps": "Steps T",
+    "train.batch_size": "Batch size",
+    "train.lr": "Learning rate",
+    "train.preview_every": "Preview every",
+    "train.autosave_minutes": "Autosave every",
+}
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -343,7 +361,7 @@ class TrainingForm(QWidget):
                 value = parse()
             except ValueError as e:
                 mark_invalid(widget, str(e))
-                errors.append(f"{label}: {e}")
+                errors.append((label, f"{label}: {e}"))
                 return None
             mark_invalid(widget, None)
             return value
@@ -380,19 +398,29 @@ class TrainingForm(QWidget):
             lambda: parse_float(self.autosave.text(), 0.0, MAX_AUTOSAVE_MINUTES, example="10 (minutes), or 0 for off"),
         )
         if errors:
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            return None, errors[0] + more
+            others = [label for label, _ in errors[1:]]
+            more = f" (also to fix: {', '.join(others)})" if others else ""
+            return None, errors[0][1] + more
         try:
             cfg.validate()
         except ConfigError as e:
+            message = self._in_form_words(str(e))
             widget = next((w for key, w in self._field_widgets if key in str(e)), None)
             if widget is not None:
-                mark_invalid(widget, str(e))
-            return None, str(e)
+                mark_invalid(widget, message)
+            return None, message
         if t.device not in [v for v, _ in available_devices()]:
             mark_invalid(self.device, "not available on this machine")
             return None, f"Device: {t.device} is not available on this machine; choose Auto or CPU"
         return cfg, None
+
+    @staticmethod
+    def _in_form_words(message: str) -> str:
+        """A config message names settings as a config file does ('data.image_size=17'):
+        here they are named as the form's labels ('Image size 17')."""
+        for key, name in FORM_NAMES.items():
+            message = message.replace(f"{key}=", f"{name} ").replace(key, name)
+        return message[:1].upper() + message[1:]
 
     def _read_folder(self) -> Optional[str]:
         if self.dataset.currentData() != "folder":

@@ -193,17 +193,21 @@ def test_invalid_values_disable_start_with_a_reason(qtbot, panel, tiny_config):
 
     form.lr.setText("5")
     assert not panel.start_button.isEnabled() and "Learning rate" in panel.hint.text()
+    form.seed.setText("-1")  # two fields wrong: the first is explained, the other named
+    assert panel.hint.text().startswith("Learning rate: ") and panel.hint.text().endswith("(also to fix: Seed)")
+    form.seed.setText("0")
     form.lr.setText("1e-3")
 
     # A combination only the engine's validate() refuses: 8 px cannot be halved 4 times.
+    # It is said in the form's words, not the config file's ("data.image_size=8").
     form.levels.setCurrentText("1,2,4,8,16")
     assert not panel.start_button.isEnabled()
-    assert "data.image_size" in panel.hint.text()
+    assert panel.hint.text().startswith("Image size 8 must be divisible by 16") and "data." not in panel.hint.text()
     form.levels.setCurrentText("1,2")
     assert panel.start_button.isEnabled()
 
     form.dim.setText("6")  # not a multiple of the 4 GroupNorm groups
-    assert not panel.start_button.isEnabled() and "resnet_block_groups" in panel.hint.text()
+    assert not panel.start_button.isEnabled() and "Width (dim) that is a multiple of 4" in panel.hint.text()
     form.dim.setText("8")
 
     form.dataset.setCurrentIndex(form.dataset.findData("folder"))
