@@ -32,6 +32,7 @@ from .image_set import ImageSet, report_progress, to_model_range
 from .memory import check_images_fit
 from .remote_datasets import (
     DOWNLOAD_SIZE_MB,
+    NATIVE_SHAPE,
     REMOTE_TITLES,
     SOURCE_OVERRIDES,
     RemoteDataset,
@@ -66,6 +67,7 @@ __all__ = [
     "make_shapes",
     # re-exported from remote_datasets
     "DOWNLOAD_SIZE_MB",
+    "NATIVE_SHAPE",
     "SOURCE_OVERRIDES",
     "RemoteDataset",
     "RemoteFile",

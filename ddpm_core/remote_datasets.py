@@ -29,6 +29,8 @@ from .image_set import error_reason
 # Human-readable titles, and rough download sizes (for the GUI's "will download" warning).
 REMOTE_TITLES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
 DOWNLOAD_SIZE_MB = {"fashion_mnist": 26, "mnist": 10, "cifar10": 163}
+# (channels, size) the images come in: what a person choosing the dataset expects to train on.
+NATIVE_SHAPE = {"fashion_mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 
 
 # ------------------------------------------------------------------------------------

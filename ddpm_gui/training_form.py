@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ddpm_core.config import SCHEDULE_NAMES, DataConfig, RunConfig
-from ddpm_core.data import DATASET_TITLES, DOWNLOAD_SIZE_MB, needs_download
+from ddpm_core.data import DATASET_TITLES, DOWNLOAD_SIZE_MB, NATIVE_SHAPE, needs_download
 from ddpm_core.errors import ConfigError, DDPMError
 from ddpm_gui.fields import mark_invalid, parse_float, parse_int, parse_int_list
 from ddpm_gui.state import AppState
@@ -455,12 +455,13 @@ class TrainingForm(QWidget):
             self._publish_data()
 
     def _on_dataset_chosen(self) -> None:
-        # Sensible channels for the well-known datasets; the user may still change them.
+        # The well-known datasets' own channels and size (Fashion-MNIST: 1 × 28 px, as in the
+        # article); the user may still change them. A checkpoint's model keeps its own.
         key = self.dataset.currentData()
-        if key in ("mnist", "fashion_mnist") and not self._model_locked:
-            _select(self.channels, 1)
-        elif key == "cifar10" and not self._model_locked:
-            _select(self.channels, 3)
+        if key in NATIVE_SHAPE and not self._model_locked:
+            channels, size = NATIVE_SHAPE[key]
+            _select(self.channels, channels)
+            self.image_size.setText(str(size))
         self._update_data_widgets()
         self._publish_data()
         self.changed.emit()

@@ -227,6 +227,19 @@ def test_shared_settings_follow_the_state(qtbot, panel, state, tiny_config):
     assert state.data.image_size == 12
 
 
+
+def test_choosing_a_known_dataset_sets_its_own_shape(qtbot, panel, state, tiny_config):
+    # Fashion-MNIST comes as 1 × 28 px (the article's size), CIFAR-10 as 3 × 32 px.
+    panel.set_config(tiny_config)
+    form = panel.form
+    for key, channels, size in (("fashion_mnist", 1, 28), ("cifar10", 3, 32), ("mnist", 1, 28)):
+        form.dataset.setCurrentIndex(form.dataset.findData(key))
+        assert (form.channels.currentData(), form.image_size.text()) == (channels, str(size))
+        assert (state.data.dataset, state.data.channels, state.data.image_size) == (key, channels, size)
+    form.image_size.setText("16")  # still the person's to change
+    assert form.config().data.image_size == 16
+
+
 def test_save_open_and_continue_training(qtbot, panel, state, tmp_path, make_config):
     panel.set_config(make_config(steps=12))
     with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda r: r is False):
