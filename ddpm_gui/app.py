@@ -121,8 +121,29 @@ class _StartupTimer(QObject):
         print(f"ddpm-studio startup: {what} at {time.perf_counter() - _T0:.2f} s", file=sys.stderr, flush=True)
 
 
+NO_DISPLAY = (
+    "DDPM Studio needs a screen, and no display is set (DISPLAY or WAYLAND_DISPLAY): on a server, "
+    "train and sample with the command line ('ddpm --help'), or show the window on a virtual "
+    "display with 'xvfb-run -a python main.py'"
+)
+
+
+def display_missing(args: Sequence[str]) -> bool:
+    """On Linux without a display, Qt aborts the process with a long plugin message that
+    suggests reinstalling; say what is wrong instead. QT_QPA_PLATFORM (offscreen, vnc, ...)
+    or a -platform option means the person chose where the window goes."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    if "-platform" in args:
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app until its window closes; `argv` as sys.argv (Qt options such as -style work)."""
+    if QApplication.instance() is None and display_missing(sys.argv if argv is None else argv):
+        print(NO_DISPLAY, file=sys.stderr)
+        return 2
     leave_a_core_for_the_window()
     hand_the_gil_to_the_window_sooner()
     QApplication.setApplicationName(APP_NAME)

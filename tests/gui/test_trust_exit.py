@@ -58,3 +58,14 @@ def test_close_with_save_exits_cleanly_and_keeps_the_checkpoint(tmp_path):
     result = run_app(tmp_path, f"train:{STEPS},save:{path}")
     assert_clean_exit(result)
     assert load_checkpoint(path).step >= STEPS  # flushed before the process ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Wayland displays")
+def test_without_a_display_it_says_so_in_one_line(tmp_path):
+    # Qt would abort the process (SIGABRT) with a plugin message that suggests reinstalling.
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=str(tmp_path), env=env,
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display is set" in lines[0] and "ddpm --help" in lines[0] and "xvfb-run" in lines[0]
