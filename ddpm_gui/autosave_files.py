@@ -6,7 +6,8 @@ named after the moment it started and replaced in place (atomically) at every au
 
     <app data folder>/autosave/2026-11-26_14-03-52.safetensors
 
-The app data folder is Qt's AppDataLocation (on Linux ~/.local/share/DDPM Studio);
+The app data folder is "DDPM Studio" in Qt's GenericDataLocation (on Linux
+~/.local/share/DDPM Studio, on Windows %LOCALAPPDATA%\\DDPM Studio);
 DDPM_STUDIO_AUTOSAVE_DIR overrides it. Only the newest `KEEP` files are kept, so an
 afternoon of short runs does not fill the disk. File → "Recover autosave…" opens this folder.
 Plain file operations: the worker thread calls `prune`, the GUI only lists the folder.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ddpm_core.checkpoint import CHECKPOINT_SUFFIX
+from ddpm_gui.help_text import APP_NAME
 
 ENV_FOLDER = "DDPM_STUDIO_AUTOSAVE_DIR"
 KEEP = 5  # autosave files kept (one per run): the newest ones
@@ -32,8 +34,10 @@ def autosave_folder() -> Path:
         return Path(override).expanduser()
     from PySide6.QtCore import QStandardPaths
 
-    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
-    return Path(base or Path.home() / ".ddpm-studio") / "autosave"
+    # The generic data folder and our name once: AppDataLocation adds the organisation and
+    # the application name, both "DDPM Studio" here (…/DDPM Studio/DDPM Studio/autosave).
+    base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+    return (Path(base) / APP_NAME if base else Path.home() / ".ddpm-studio") / "autosave"
 
 
 def path_for_run(folder: Path, started: Optional[datetime.datetime] = None) -> Path:

@@ -148,3 +148,14 @@ def test_each_run_gets_its_own_file(tmp_path):
     assert first.name == "2026-11-26_14-03-52.safetensors"
     first.write_bytes(b"x")
     assert autosave_files.path_for_run(tmp_path, when).name == "2026-11-26_14-03-52_2.safetensors"
+
+
+def test_the_autosave_folder_names_the_app_once(monkeypatch, tmp_path):
+    # Qt's AppDataLocation adds organisation and application, both "DDPM Studio".
+    from ddpm_gui import autosave_files
+
+    monkeypatch.delenv(autosave_files.ENV_FOLDER, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    folder = autosave_files.autosave_folder()
+    assert folder.parent.name == "DDPM Studio" and folder.parent.parent.name != "DDPM Studio"
+    assert folder.name == "autosave"
