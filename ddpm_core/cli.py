@@ -12,6 +12,7 @@ exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,11 +20,20 @@ from typing import Optional
 
 import torch
 
+from .config import DATASET_NAMES, DEVICE_NAMES, LOSS_NAMES, PRECISION_NAMES, SCHEDULE_NAMES, RunConfig
 from .device import is_out_of_memory
 from .errors import ConfigError, DDPMError, shown
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
+DEFAULT_PNG = Path("samples.png")  # `ddpm sample` without --png or --gif; never replaces a file
+
+
+def export_scale(image_size: int) -> int:
+    """How much `ddpm sample` and `ddpm forward` enlarge their images (nearest neighbour),
+    the PNG grid and the GIF frames alike: 16-pixel images are tiny at 1:1, and 256-pixel
+    ones need nothing (an 8,192-pixel grid at 4×)."""
+    return max(1, min(4, 128 // image_size))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,84 +93,143 @@ def _mults(text: str) -> tuple:
     return values
 
 
+def _one_of(names) -> str:
+    """('a', 'b', 'c') -> 'a, b or c': the choices a help text lists, from the config's own tuples."""
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _as_typed(value) -> str:
+    """A config value as it is typed on the command line (1,2 for a tuple, 0.001 for 1e-3)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # The train flags default to None (a --config file or a resumed checkpoint decides), so
+    # their help shows what a new run gets without them: read from RunConfig() here, not
+    # written out by hand, so the help cannot drift from the config.
+    built_in = RunConfig()
+
+    def default(section: str, name: str, what: str = "", unset: str = "none") -> str:
+        value = getattr(getattr(built_in, section), name)
+        shown_value = unset if value is None else _as_typed(value)
+        return f" (default: {f'{what} ' if what else ''}{shown_value})"
+
     p = _Parser(prog="ddpm", description="Train and sample denoising diffusion models (DDPM Studio's command line).")
     sub = p.add_subparsers(dest="command", metavar="{train,sample,forward,info}", parser_class=_Parser)
     sub.required = True
 
-    t = sub.add_parser("train", help="train a model (writes a run folder with previews, checkpoints and metrics)")
+    t = sub.add_parser(
+        "train",
+        help="train a model (writes a run folder with previews, checkpoints and metrics)",
+        description="Train a model. The defaults shown are the built-in config's, what a new run gets "
+        "without --config; a config file or a resumed checkpoint brings its own settings.",
+    )
     t.add_argument("--config", type=Path, help="JSON config file (flags given too override it)")
     t.add_argument("--resume", type=Path, help="continue from a checkpoint file or a run folder's newest checkpoint")
     t.add_argument("--out", type=Path, help="run folder (default: runs/<date-time>)")
     t.add_argument("--save-config", type=Path, help="write the resulting config to this JSON file and exit")
     g = t.add_argument_group("data")
-    g.add_argument("--dataset", help="shapes (built-in, default), fashion_mnist, mnist, cifar10 or folder")
+    g.add_argument("--dataset", help=f"{_one_of(DATASET_NAMES)}{default('data', 'dataset')}")
     g.add_argument("--data-root", help="image folder, with --dataset folder")
-    g.add_argument("--image-size", type=_positive_int)
-    g.add_argument("--channels", type=int, choices=(1, 3))
-    g.add_argument("--no-flip", action="store_true", help="no random horizontal flips (digits, text)")
-    g.add_argument("--limit", type=_positive_int, help="use only the first N images")
+    g.add_argument("--image-size", type=_positive_int,
+                   help=f"image width and height in pixels{default('data', 'image_size')}")
+    g.add_argument("--channels", type=int, choices=(1, 3),
+                   help=f"1 (greyscale) or 3 (colour){default('data', 'channels')}")
+    g.add_argument("--no-flip", action="store_true",
+                   help=f"no random horizontal flips (digits, text){default('data', 'flip', 'flips')}")
+    g.add_argument("--limit", type=_positive_int,
+                   help=f"use only the first N images{default('data', 'limit', unset='all')}")
     g = t.add_argument_group("model and schedule")
-    g.add_argument("--dim", type=_positive_int, help="U-Net base width")
-    g.add_argument("--dim-mults", type=_mults, help="width multiplier per level, e.g. 1,2,4")
-    g.add_argument("--schedule", help="linear, cosine, quadratic or sigmoid")
-    g.add_argument("--timesteps", type=_positive_int, help="T, the number of diffusion steps")
+    g.add_argument("--dim", type=_positive_int, help=f"U-Net base width{default('model', 'dim')}")
+    g.add_argument("--dim-mults", type=_mults,
+                   help=f"width multiplier per level, e.g. 1,2,4{default('model', 'dim_mults')}")
+    g.add_argument("--schedule", help=f"{_one_of(SCHEDULE_NAMES)}{default('schedule', 'name')}")
+    g.add_argument("--timesteps", type=_positive_int,
+                   help=f"T, the number of diffusion steps{default('schedule', 'timesteps')}")
     g = t.add_argument_group("training")
-    g.add_argument("--loss", help="l1, l2 or huber")
-    g.add_argument("--batch-size", type=_positive_int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--steps", type=_positive_int, help="train this many steps")
+    g.add_argument("--loss", help=f"{_one_of(LOSS_NAMES)}{default('train', 'loss')}")
+    g.add_argument("--batch-size", type=_positive_int, help=f"images per step{default('train', 'batch_size')}")
+    g.add_argument("--lr", type=float, help=f"learning rate (Adam){default('train', 'lr')}")
+    g.add_argument("--steps", type=_positive_int, help=f"train this many steps{default('train', 'steps')}")
     g.add_argument("--epochs", type=_positive_int, help="train this many epochs (instead of --steps)")
-    g.add_argument("--no-ema", action="store_true", help="keep no EMA copy of the weights")
-    g.add_argument("--ema-decay", type=float)
-    g.add_argument("--preview-every", type=int, help="sample a preview grid every N steps (0: never)")
-    g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N steps (0: only at the end)")
-    g.add_argument("--seed", type=_seed)
-    g.add_argument("--device", help="auto, cpu, cuda or mps")
-    g.add_argument("--precision", help="auto (bf16 where fast, default), fp32 or bf16")
+    g.add_argument("--no-ema", action="store_true",
+                   help=f"keep no EMA copy of the weights{default('train', 'ema', 'EMA')}")
+    g.add_argument("--ema-decay", type=float, help=f"EMA decay per step{default('train', 'ema_decay')}")
+    g.add_argument("--preview-every", type=int,
+                   help=f"sample a preview grid every N steps (0: never){default('train', 'preview_every')}")
+    g.add_argument("--checkpoint-every", type=int,
+                   help=f"save a checkpoint every N steps (0: only at the end){default('train', 'checkpoint_every')}")
+    g.add_argument("--seed", type=_seed, help=f"random seed{default('train', 'seed')}")
+    g.add_argument("--device", help=f"{_one_of(DEVICE_NAMES)}{default('train', 'device')}")
+    g.add_argument("--precision",
+                   help=f"{_one_of(PRECISION_NAMES)}; auto: bf16 where fast{default('train', 'precision')}")
     g.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="CUDA GPUs: compile the network with torch.compile, about a minute at the start, then "
-        "faster steps (1.4x on an H100); for long runs (--no-compile: a resumed run without it)",
+        "faster steps (1.4x on an H100); for long runs (--no-compile: a resumed run without it)"
+        + default("train", "compile"),
     )
     g.add_argument(
-        "--autosave-minutes", type=float, help="save a checkpoint at least every N minutes (default 10, 0: never)"
+        "--autosave-minutes", type=float,
+        help=f"save a checkpoint at least every N minutes (0: never){default('train', 'autosave_minutes')}",
     )
 
+    # Below, argparse itself holds the default: %(default)s shows it.
     s = sub.add_parser("sample", help="sample images from a checkpoint (PNG grid and/or denoising GIF)")
     s.add_argument("checkpoint", type=Path, help="checkpoint file, or a run folder (its newest checkpoint)")
-    s.add_argument("--png", type=Path, help="write the final samples as a PNG grid (default: samples.png)")
+    s.add_argument(
+        "--png", type=Path,
+        help=f"write the final samples as a PNG grid, replacing that file (without --png or --gif: {DEFAULT_PNG}, "
+        "or the first free samples-2.png, samples-3.png, ... where it exists)",
+    )
     s.add_argument("--gif", type=Path, help="write the denoising trajectory as an animated GIF")
-    s.add_argument("-n", "--num", type=_int_upto(1024, "images at once"), default=16, help="how many images (default 16)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
-    s.add_argument("--steps", type=_positive_int, help="DDIM steps (default 50)")
-    s.add_argument("--eta", type=float, default=0.0, help="DDIM η: 0 deterministic, 1 like DDPM")
-    s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--precision", default="auto", help="auto (bf16 where fast, default), fp32 or bf16")
+    s.add_argument("-n", "--num", type=_int_upto(1024, "images at once"), default=16,
+                   help="how many images (default: %(default)s)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm",
+                   help="ddpm: all T steps; ddim: fewer (--steps) (default: %(default)s)")
+    # 50 is sample_loop's own default, capped at the model's T
+    s.add_argument("--steps", type=_positive_int, help="DDIM steps (default: 50, or T if smaller)")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM η: 0 deterministic, 1 like DDPM (default: %(default)s)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default: %(default)s)")
+    s.add_argument("--device", default="auto", help=f"{_one_of(DEVICE_NAMES)} (default: %(default)s)")
+    s.add_argument("--precision", default="auto",
+                   help=f"{_one_of(PRECISION_NAMES)}; auto: bf16 where fast (default: %(default)s)")
     s.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA ones")
     s.add_argument(
-        "--image-size", type=_int_upto(512, "image size"), help="for bare state_dicts: the image size (default 28)"
+        "--image-size", type=_int_upto(512, "image size"), help="for bare state_dicts: the image size (default: 28)"
     )
     s.add_argument("--gif-index", type=int, help="animate only this image (default: the whole grid)")
-    s.add_argument("--gif-stride", type=_positive_int, default=1, help="keep every Nth step in the GIF")
+    s.add_argument("--gif-stride", type=_positive_int, default=1,
+                   help="keep every Nth step in the GIF (default: %(default)s)")
     s.add_argument(
-        "--gif-duration", type=_int_upto(655350, "a GIF frame can show (ms)"), default=40, help="milliseconds per GIF frame"
+        "--gif-duration", type=_int_upto(655350, "a GIF frame can show (ms)"), default=40,
+        help="milliseconds per GIF frame (default: %(default)s)",
     )
 
     f = sub.add_parser("forward", help="animate the forward process q(x_t | x_0) as a GIF")
-    f.add_argument("--gif", type=Path, default=Path("forward.gif"), help="output GIF (default: forward.gif)")
+    f.add_argument("--gif", type=Path, default=Path("forward.gif"), help="output GIF (default: %(default)s)")
     f.add_argument("--image", type=Path, help="an image file to noise (default: built-in shapes)")
     f.add_argument(
-        "-n", "--num", type=_int_upto(256, "images in one GIF"), default=8, help="how many dataset images (without --image)"
+        "-n", "--num", type=_int_upto(256, "images in one GIF"), default=8,
+        help="how many dataset images, without --image (default: %(default)s)",
     )
-    f.add_argument("--image-size", type=_int_upto(512, "image size"), default=64)
-    f.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    f.add_argument("--schedule", default="linear", help="linear, cosine, quadratic or sigmoid")
-    f.add_argument("--timesteps", type=_int_upto(10000, "diffusion steps"), default=300)
-    f.add_argument("--frames", type=_int_upto(1000, "GIF frames"), default=50)
-    f.add_argument("--seed", type=_seed, default=0)
+    f.add_argument("--image-size", type=_int_upto(512, "image size"), default=64,
+                   help="image width and height in pixels (default: %(default)s)")
+    f.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                   help="1 (greyscale) or 3 (colour) (default: %(default)s)")
+    f.add_argument("--schedule", default="linear", help=f"{_one_of(SCHEDULE_NAMES)} (default: %(default)s)")
+    f.add_argument("--timesteps", type=_int_upto(10000, "diffusion steps"), default=300,
+                   help="T, the number of diffusion steps (default: %(default)s)")
+    f.add_argument("--frames", type=_int_upto(1000, "GIF frames"), default=50,
+                   help="number of GIF frames (default: %(default)s)")
+    f.add_argument("--seed", type=_seed, default=0, help="random seed (default: %(default)s)")
 
     i = sub.add_parser("info", help="show what a checkpoint holds")
     i.add_argument("checkpoint", type=Path)
@@ -407,7 +476,8 @@ def cmd_sample(a) -> int:
         raise ConfigError(f"--gif-index {a.gif_index} is out of range: choose 0 to {a.num - 1}")
     if a.steps is not None and a.sampler == "ddpm":
         raise ConfigError("--steps is for --sampler ddim: DDPM always takes all of the model's T steps")
-    png = a.png or (None if a.gif else Path("samples.png"))
+    default_png = a.png is None and a.gif is None
+    png = _first_free_default_png() if default_png else a.png  # a default name is taken only when written
     for out, what in ((png, "PNG"), (a.gif, "GIF")):
         if out is not None:
             check_output(out, what)  # before the sampling, not after it
@@ -422,7 +492,7 @@ def cmd_sample(a) -> int:
     gen = torch.Generator().manual_seed(a.seed)  # CPU generator: the same noise on any device
     print(
         f"{loaded.source}: step {loaded.step}, {'EMA' if loaded.uses_ema else 'live'} weights | "
-        f"{a.sampler.upper()}{f' {a.steps or 50} steps' if a.sampler == 'ddim' else f' {T} steps'} | "
+        f"{a.sampler.upper()}{f' {a.steps or min(50, T)} steps' if a.sampler == 'ddim' else f' {T} steps'} | "
         f"{describe_device(loaded.device)}, {describe_precision(autocast_dtype(a.precision, loaded.device))}"
     )
     frames = []
@@ -448,15 +518,55 @@ def cmd_sample(a) -> int:
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     print(f"sampled {a.num} images in {time.perf_counter() - t0:.1f} s")
-    if png:
-        print(f"wrote {save_png_grid(final, png, scale=2)}")
+    if default_png:
+        written = _save_default_png(final)
+        kept = f" ({DEFAULT_PNG} already exists and was kept)" if written != DEFAULT_PNG else ""
+        print(f"wrote {written}{kept}")
+    elif a.png is not None:
+        print(f"wrote {save_png_grid(final, a.png, scale=export_scale(final.shape[-1]))}")  # replaces: the user named it
     if a.gif:
         frames.append(final)
         gif = save_trajectory_gif(
-            frames, a.gif, index=a.gif_index, stride=a.gif_stride, duration_ms=a.gif_duration
+            frames, a.gif, index=a.gif_index, stride=a.gif_stride, duration_ms=a.gif_duration,
+            scale=export_scale(final.shape[-1]),
         )
         print(f"wrote {gif}")
     return 0
+
+
+def _default_png_names():
+    """samples.png, samples-2.png, samples-3.png, ... in the current folder."""
+    yield DEFAULT_PNG
+    n = 2
+    while True:
+        yield DEFAULT_PNG.with_name(f"{DEFAULT_PNG.stem}-{n}{DEFAULT_PNG.suffix}")
+        n += 1
+
+
+def _first_free_default_png() -> Path:
+    # lexists: a dangling link counts as taken (writing would go to where it points)
+    return next(p for p in _default_png_names() if not os.path.lexists(p))
+
+
+def _save_default_png(final) -> Path:
+    """Write the grid under the first free default name, never over an existing file.
+
+    The name is taken with an exclusive create (O_EXCL) rather than an exists() check, so
+    another `ddpm sample` finishing in the same folder meanwhile cannot get the same name;
+    the atomic write then replaces only this empty placeholder of ours."""
+    from .export import save_png_grid
+
+    for path in _default_png_names():
+        try:
+            with open(path, "x"):
+                break
+        except FileExistsError:
+            continue
+    try:
+        return save_png_grid(final, path, scale=export_scale(final.shape[-1]))
+    except BaseException:
+        path.unlink(missing_ok=True)  # our empty placeholder: no empty samples-N.png left behind
+        raise
 
 
 # ---- forward -----------------------------------------------------------------------------
@@ -476,7 +586,7 @@ def cmd_forward(a) -> int:
     else:
         x0 = to_model_range(make_shapes(a.num, a.image_size, a.channels, seed=a.seed).images)
     gen = torch.Generator().manual_seed(a.seed)
-    path = save_forward_gif(x0, schedule, a.gif, num_frames=a.frames, generator=gen, scale=max(1, 128 // a.image_size))
+    path = save_forward_gif(x0, schedule, a.gif, num_frames=a.frames, generator=gen, scale=export_scale(a.image_size))
     print(f"wrote {path} ({a.frames} frames, {a.schedule} schedule, T={a.timesteps})")
     return 0
 

@@ -216,9 +216,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
     def _use(self, snapshot: ModelSnapshot, from_checkpoint: bool) -> None:
         self._source = snapshot
         self._from_checkpoint = from_checkpoint
-        cfg = snapshot.config
-        T = snapshot.schedule.num_timesteps
-        self.steps.setMaximum(T)
+        self.steps.setMaximum(snapshot.schedule.num_timesteps)
         self._show_source()
         self._update_controls()
         self.sourceChanged.emit(snapshot.source)

@@ -488,3 +488,141 @@ def test_weights_that_are_not_numbers_are_refused_for_sampling(trained, tmp_path
     torch.save(weights, bad)
     one_line_exit_2(["sample", bad, "--image-size", "8", "--png", tmp_path / "s.png"], capsys,
                     "not numbers", "final_conv.weight")
+
+
+# ---- first use: default file names, help texts, output sizes, the screenshot script -------------
+
+FAST_SAMPLE = ["-n", "1", "--sampler", "ddim", "--steps", "2"]
+
+
+def test_sample_without_an_output_never_replaces_a_file(trained, tmp_path, capsys, monkeypatch):
+    # `ddpm sample RUN` writes samples.png by default; a second run, or a samples.png of the
+    # user's, must not be replaced: the next free samples-N.png is written and named.
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples.png").write_bytes(b"mine")
+    (tmp_path / "samples-2.png").symlink_to(tmp_path / "elsewhere.png")  # dangling: still taken
+    capsys.readouterr()
+    assert main(["sample", str(good), *FAST_SAMPLE]) == 0
+    assert "wrote samples-3.png (samples.png already exists and was kept)" in capsys.readouterr().out
+    assert main(["sample", str(good), *FAST_SAMPLE]) == 0
+    assert "wrote samples-4.png" in capsys.readouterr().out
+    assert (tmp_path / "samples.png").read_bytes() == b"mine"
+    assert not (tmp_path / "elsewhere.png").exists()
+    for name in ("samples-3.png", "samples-4.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "PNG"
+    # A name the user gives is replaced, as asked.
+    assert main(["sample", str(good), *FAST_SAMPLE, "--png", "samples.png"]) == 0
+    with Image.open(tmp_path / "samples.png") as im:
+        assert im.format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples-2.png", "samples-3.png", "samples-4.png",
+                                                          "samples.png"]
+
+
+def test_a_default_png_that_fails_to_write_leaves_no_empty_file(trained, tmp_path, capsys, monkeypatch):
+    from ddpm_core import export
+    from ddpm_core.errors import OutputError
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("cannot write PNG samples.png: No space left on device — the disk is full")
+
+    monkeypatch.setattr(export, "save_png_grid", full_disk)
+    monkeypatch.chdir(tmp_path)
+    one_line_exit_2(["sample", trained / "checkpoints" / "step_0000004.safetensors", *FAST_SAMPLE], capsys,
+                    "the disk is full")
+    assert list(tmp_path.iterdir()) == []  # the name it had taken is given back
+
+
+def _help_entries(text: str) -> dict:
+    """argparse help -> {"--flag": "its whole entry on one line"} (entries wrap over lines)."""
+    entries, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current is not None and line.startswith("   "):
+            entries[current] += " " + line
+        else:
+            current = None
+    return {flag: " ".join(entry.split()) for flag, entry in entries.items()}
+
+
+def test_train_help_names_the_built_in_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    entries = _help_entries(capsys.readouterr().out)
+    cfg = RunConfig()
+    expected = {
+        "--dataset": cfg.data.dataset,
+        "--image-size": cfg.data.image_size,
+        "--channels": cfg.data.channels,
+        "--limit": "all",  # None in the config: every image
+        "--dim": cfg.model.dim,
+        "--dim-mults": ",".join(map(str, cfg.model.dim_mults)),  # as it is typed: 1,2
+        "--schedule": cfg.schedule.name,
+        "--timesteps": cfg.schedule.timesteps,
+        "--loss": cfg.train.loss,
+        "--batch-size": cfg.train.batch_size,
+        "--lr": f"{cfg.train.lr:g}",
+        "--steps": cfg.train.steps,
+        "--ema-decay": f"{cfg.train.ema_decay:g}",
+        "--preview-every": cfg.train.preview_every,
+        "--checkpoint-every": cfg.train.checkpoint_every,
+        "--seed": cfg.train.seed,
+        "--device": cfg.train.device,
+        "--precision": cfg.train.precision,
+        "--compile": "on" if cfg.train.compile else "off",
+        "--autosave-minutes": f"{cfg.train.autosave_minutes:g}",
+        "--no-flip": f"flips {'on' if cfg.data.flip else 'off'}",
+        "--no-ema": f"EMA {'on' if cfg.train.ema else 'off'}",
+    }
+    for flag, value in expected.items():
+        assert f"(default: {value})" in entries[flag], (flag, entries[flag])
+
+
+def test_sample_and_forward_help_show_their_defaults(capsys):
+    for command, flag, value in [("sample", "--num", 16), ("sample", "--gif-duration", 40),
+                                 ("forward", "--image-size", 64), ("forward", "--timesteps", 300)]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        entries = _help_entries(capsys.readouterr().out)
+        entry = next(e for f, e in entries.items() if f == flag or f"{flag} " in e)
+        assert f"(default: {value})" in entry, (command, flag, entry)
+
+
+def test_sample_png_grid_is_as_large_as_the_gif(trained, tmp_path, monkeypatch):
+    good = trained / "checkpoints" / "step_0000004.safetensors"
+    png, gif = tmp_path / "s.png", tmp_path / "d.gif"
+    assert main(["sample", str(good), "-n", "4", "--sampler", "ddim", "--steps", "2",
+                 "--png", str(png), "--gif", str(gif)]) == 0
+    with Image.open(png) as p, Image.open(gif) as g:
+        assert p.size == g.size
+        assert p.width > 2 * 8 * 2 + 6  # enlarged more than twice: 2 images of 8 px a row, padding 2
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", str(good), "-n", "4", "--sampler", "ddim", "--steps", "2"]) == 0
+    with Image.open(tmp_path / "samples.png") as p, Image.open(gif) as g:
+        assert p.size == g.size
+
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot.py"
+
+
+def test_screenshot_script_help_writes_nothing(tmp_path):
+    r = subprocess.run([sys.executable, str(SCREENSHOT), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "usage:" in r.stdout and "wait_s" in r.stdout
+    assert list(tmp_path.iterdir()) == []  # no file named --help
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is for Linux")
+def test_screenshot_script_without_a_display_says_to_use_xvfb(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, str(SCREENSHOT), str(tmp_path / "s.png"), "1"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "xvfb-run -a" in lines[0], r.stderr
+    assert list(tmp_path.iterdir()) == []
