@@ -23,6 +23,7 @@ DATASET_NAMES = ("shapes", "fashion_mnist", "mnist", "cifar10", "folder")
 SAMPLER_NAMES = ("ddpm", "ddim")
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 PRECISION_NAMES = ("auto", "fp32", "bf16")
+TIMESTEPS_RANGE = (2, 10000)  # T, the number of diffusion steps, wherever it is set
 
 
 @dataclass
@@ -191,7 +192,7 @@ class RunConfig:
             raise ConfigError("model.dim must be at least 4 (the time embedding needs it)")
 
         _choice("schedule.name", s.name, SCHEDULE_NAMES)
-        _int_in("schedule.timesteps", s.timesteps, 2, 10000)
+        _int_in("schedule.timesteps", s.timesteps, *TIMESTEPS_RANGE)
 
         _choice("data.dataset", dt.dataset, DATASET_NAMES)
         _int_in("data.image_size", dt.image_size, 4, 512)

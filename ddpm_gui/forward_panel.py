@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ddpm_core.config import DataConfig
 from ddpm_core.data import IMAGE_EXTENSIONS, load_image
+from ddpm_gui.file_drop import dropped_file
 from ddpm_gui.forward_samples import SamplePool, load_pool
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.schedule_controls import MAX_T, ScheduleControls
@@ -94,6 +95,11 @@ READOUTS = (
         "{:+.3f}",
     ),
 )
+
+
+def _looks(data: DataConfig) -> tuple:
+    """The data settings that change what x₀ looks like."""
+    return data.dataset, data.root, data.image_size, data.channels
 
 
 def _freeze_size(label: QLabel, widest_text: str) -> QLabel:
@@ -168,6 +174,7 @@ class ForwardPanel(QWidget):
         state.scheduleChanged.connect(self._on_schedule_changed)
         state.timestepChanged.connect(self._on_t_changed)
         state.dataChanged.connect(self._on_data_changed)
+        self._shown_looks = _looks(state.data)  # the data settings the images shown were made for
 
         self._sync_schedule_controls()
         self._on_t_changed(state.t)
@@ -202,7 +209,9 @@ class ForwardPanel(QWidget):
             "how much noise there is, not which noise: exactly the closed form of q(x_t | x₀)."
         )
         self.source_label = _muted(QLabel(self))
-        self.source_label.setToolTip("Where x₀ comes from")
+        # A long file name is cut at the window's edge (the tooltip has it whole); it must
+        # not widen the window, as it did to 1,330 px.
+        self.source_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         controls = QHBoxLayout()
         controls.addWidget(self.schedule_controls)
@@ -220,7 +229,8 @@ class ForwardPanel(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.xt_title.setFont(font)
-        _freeze_size(self.xt_title, self._title_text(8888, MAX_T))  # 8: the widest digit in most fonts
+        widest = int("8" * len(str(MAX_T)))  # 8: the widest digit in most fonts
+        _freeze_size(self.xt_title, self._title_text(widest, MAX_T))
         self.big_view = ImageGrid(self, placeholder="Loading an example image…")
         self.big_view.setMinimumSize(200, 200)
         self.big_view.setCursor(Qt.PointingHandCursor)
@@ -487,6 +497,7 @@ class ForwardPanel(QWidget):
         self._x0 = x0
         self._caption = caption
         self.source_label.setText(caption)
+        self.source_label.setToolTip(f"Where x₀ comes from: {caption}")
         self._redraw()
         self._redraw_strip()
         self.imagesShown.emit()
@@ -551,6 +562,12 @@ class ForwardPanel(QWidget):
         self._request_pool(dataclasses.replace(self.state.data, dataset="shapes", root=None))
 
     def _on_data_changed(self) -> None:
+        # Only what the images look like matters here: flips and the image limit change
+        # training, not x₀, so they keep the image shown (and CIFAR-10 is not read again).
+        looks = _looks(self.state.data)
+        if looks == self._shown_looks:
+            return
+        self._shown_looks = looks
         # An opened file stays (or one being opened), read again at the new size; if that
         # fails, back to the dataset.
         path = self._opening or self._image_path
@@ -605,24 +622,20 @@ class ForwardPanel(QWidget):
             # (its request was replaced by the failed one): read it now.
             self._read_file(self._image_path)
 
-    # ---- drag and drop ---------------------------------------------------------------------
-    @staticmethod
-    def _dropped_file(event) -> Optional[str]:
-        mime = event.mimeData()
-        if not mime.hasUrls():
-            return None
-        files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-        return files[0] if files else None
-
+    # ---- drag and drop: an image file (a checkpoint goes on to the main window) ---------------
     def dragEnterEvent(self, event) -> None:
-        if self._dropped_file(event):
+        if dropped_file(event, IMAGE_EXTENSIONS):
             event.acceptProposedAction()
+        else:
+            event.ignore()
 
     def dropEvent(self, event) -> None:
-        path = self._dropped_file(event)
+        path = dropped_file(event, IMAGE_EXTENSIONS)
         if path:
             event.acceptProposedAction()
             self.open_image(path)
+        else:
+            event.ignore()
 
     # ---- closing -------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -56,7 +56,13 @@ ACTIONS = {
     "about": ("&About DDPM Studio", "", "Version, papers and credits"),
 }
 TRAINING_ACTIONS = ("start", "pause", "resume", "stop", "save_checkpoint", "recover_autosave")
-VIEWER_ACTIONS = ("export_gif", "export_png")
+
+
+def _button_enabled(panel, name: str) -> bool:
+    """Whether a panel's button can act now (False without the panel, or for a page that
+    stands in for one that could not load)."""
+    button = getattr(panel, name, None)
+    return button is not None and button.isEnabled()
 
 
 class _PlaceholderPage(QLabel):
@@ -97,6 +103,7 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(page, title)
             self._pages.append(page)
         self.setCentralWidget(self.tabs)
+        self.setAcceptDrops(True)  # what a tab does not take is sent to the tab that opens it
 
         self.device_label = QLabel(self)
         self.device_label.setToolTip("Where training and sampling run (CUDA GPU, Apple MPS, or the CPU)")
@@ -161,11 +168,13 @@ class MainWindow(QMainWindow):
         ready = self.forward is not None
         self.actions["open_image"].setEnabled(ready)
         self.actions["open_checkpoint"].setEnabled(self.training is not None or self.viewer is not None)
-        for name in VIEWER_ACTIONS:
-            self.actions[name].setEnabled(self.viewer is not None)
+        # An item does what its panel's button does, when that button can: Export GIF is
+        # not offered before there are samples, nor Save before there is a model.
+        self.actions["export_gif"].setEnabled(_button_enabled(self.viewer, "gif_button"))
+        self.actions["export_png"].setEnabled(_button_enabled(self.viewer, "png_button"))
         running = self._training_query("is_running")
         paused = running and self._training_query("is_paused")
-        self.actions["save_checkpoint"].setEnabled(self.training is not None)
+        self.actions["save_checkpoint"].setEnabled(_button_enabled(self.training, "save_button"))
         self.actions["recover_autosave"].setEnabled(self.training is not None and not running)
         self.actions["start"].setEnabled(self.training is not None and not running)
         self.actions["pause"].setEnabled(running and not paused)
@@ -228,9 +237,11 @@ class MainWindow(QMainWindow):
         self._set_page(self._pages[SCHEDULES], self.schedules)
         self.training = self._optional_panel(TRAINING, "ddpm_gui.training_panel", "TrainingPanel")
         self.viewer = self._optional_panel(DENOISING, "ddpm_gui.viewer_panel", "ViewerPanel")
-        for signal in ("runningChanged", "pausedChanged"):  # keep the Training menu truthful
-            if self.training is not None and hasattr(self.training, signal):
-                getattr(self.training, signal).connect(lambda *_: self._enable_panel_actions())
+        # Keep the menus truthful: they follow the panels' own buttons.
+        for panel, signal in ((self.training, "runningChanged"), (self.training, "pausedChanged"),
+                              (self.training, "controlsChanged"), (self.viewer, "controlsChanged")):
+            if panel is not None and hasattr(panel, signal):
+                getattr(panel, signal).connect(lambda *_: self._enable_panel_actions())
         self._enable_panel_actions()
 
         self.device_label.setText(device if device is not None else describe_compute_device())
@@ -266,21 +277,50 @@ class MainWindow(QMainWindow):
         layout.addWidget(widget)
 
     # ---- menu handlers -------------------------------------------------------------------------
-    def open_image(self) -> None:
+    def open_image(self, path: Optional[str] = None) -> None:
+        """Noise an image file on the Forward tab (without `path`, a file dialog asks)."""
         if self.forward is None:
             return
         self.tabs.setCurrentIndex(FORWARD)
-        self.forward.open_image()
+        self.forward.open_image(path)
 
-    def open_checkpoint(self) -> None:
+    def open_checkpoint(self, path: Optional[str] = None) -> None:
         # In the Training tab a checkpoint is opened to continue training it; anywhere
         # else it is opened to sample from, in the Denoising tab.
         if self.training is not None and (self.tabs.currentIndex() == TRAINING or self.viewer is None):
             self.tabs.setCurrentIndex(TRAINING)
-            self.training.open_checkpoint()
+            self.training.open_checkpoint(path)
         elif self.viewer is not None:
             self.tabs.setCurrentIndex(DENOISING)
-            self.viewer.open_checkpoint()
+            self.viewer.open_checkpoint(path)
+
+    # ---- drops the tab under the pointer does not take ------------------------------------------
+    def _dropped(self, event) -> Optional[str]:
+        if self.forward is None:  # the engine is still loading: nothing can open it yet
+            return None
+        from ddpm_gui.file_drop import CHECKPOINT_SUFFIXES, dropped_file  # imports the engine
+
+        from ddpm_core.image_folder import IMAGE_EXTENSIONS
+
+        return dropped_file(event, IMAGE_EXTENSIONS | CHECKPOINT_SUFFIXES)
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        # An image dropped on another tab is noised on the Forward tab; a checkpoint dropped
+        # on the Forward or Schedules tab is opened to sample from, as File → Open does.
+        path = self._dropped(event)
+        if not path:
+            return
+        from ddpm_gui.file_drop import is_image
+
+        event.acceptProposedAction()
+        if is_image(path):
+            self.open_image(path)
+        else:
+            self.open_checkpoint(path)
 
     def recover_autosave(self) -> None:
         if self.training is not None:
@@ -360,7 +400,9 @@ class MainWindow(QMainWindow):
         s = self.settings
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
-            self.restoreState(s.value("window/state", QByteArray()))
+            state = s.value("window/state")
+            if isinstance(state, QByteArray):  # an edited settings file may hold anything
+                self.restoreState(state)
         else:
             self._default_geometry()
         try:

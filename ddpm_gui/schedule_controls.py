@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
+from ddpm_core.config import TIMESTEPS_RANGE
 from ddpm_core.errors import DDPMError
 from ddpm_core.schedules import BETA_SCHEDULES
 from ddpm_gui.state import AppState
 
-MAX_T = 2000
+MIN_T, MAX_T = TIMESTEPS_RANGE  # as training allows: a T the form takes is never clipped here
 
 
 class ScheduleControls(QWidget):
@@ -27,7 +28,7 @@ class ScheduleControls(QWidget):
             "quadratic · sigmoid."
         )
         self.steps_spin = QSpinBox(self)
-        self.steps_spin.setRange(2, MAX_T)
+        self.steps_spin.setRange(MIN_T, MAX_T)
         self.steps_spin.setKeyboardTracking(False)  # typing "1000" should not build T=1, 10, 100 first
         self.steps_spin.setToolTip(
             "T: the number of diffusion steps (shared with training). With more steps each β_t is\n"

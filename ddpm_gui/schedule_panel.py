@@ -11,6 +11,8 @@ every change would make scrubbing T or the schedule stutter.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt, Signal
@@ -104,9 +106,12 @@ class SchedulePanel(QWidget):
         )
         self.schedule_controls = ScheduleControls(state, self)
         # Shows the values under the pointer; when the pointer is elsewhere, how to use the plots.
+        # Its own line, wrapped: on the controls' line a long read-out (every schedule, when
+        # comparing) widened the window.
         self.hover_label = QLabel(HOVER_HINT, self)
         self.hover_label.setTextFormat(Qt.RichText)
-        self.hover_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.hover_label.setWordWrap(True)
+        self._hover_pos: Optional[QPointF] = None  # the pointer over the plots, for the read-out
 
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.plots: dict[str, pg.PlotItem] = {}
@@ -120,9 +125,9 @@ class SchedulePanel(QWidget):
         top.addWidget(self.compare_box)
         top.addWidget(self.log_box)
         top.addStretch(1)
-        top.addWidget(self.hover_label)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.hover_label)
         layout.addWidget(self.graphics, 1)
 
         self.compare_box.toggled.connect(self._refresh_curves)
@@ -197,6 +202,8 @@ class SchedulePanel(QWidget):
         for plot in self.plots.values():
             plot.enableAutoRange(axis="y")
         self._move_cursor(self.state.t)
+        # The values under a pointer that stayed put are not the old schedule's any more.
+        self._show_values_at(self._hover_pos)
 
     def _set_log_scale(self, on: bool) -> None:
         for key in LOG_SCALABLE:
@@ -226,7 +233,11 @@ class SchedulePanel(QWidget):
 
     # ---- hover readout ----------------------------------------------------------------
     def _on_hover(self, scene_pos: QPointF) -> None:
-        for key, title, meaning in QUANTITIES:
+        self._hover_pos = scene_pos
+        self._show_values_at(scene_pos)
+
+    def _show_values_at(self, scene_pos: Optional[QPointF]) -> None:
+        for key, title, meaning in QUANTITIES if scene_pos is not None else ():
             plot = self.plots[key]
             if not plot.vb.sceneBoundingRect().contains(scene_pos):
                 continue

@@ -12,7 +12,8 @@ from typing import Optional
 
 from PySide6.QtCore import QObject, Signal
 
-from ddpm_core.config import DataConfig, RunConfig
+from ddpm_core.config import TIMESTEPS_RANGE, DataConfig, RunConfig
+from ddpm_core.errors import ConfigError
 from ddpm_core.schedules import NoiseSchedule
 
 
@@ -59,8 +60,12 @@ class AppState(QObject):
         return self._schedule
 
     def set_schedule(self, name: str, timesteps: int) -> None:
+        """Raises ConfigError for an unknown name or a T outside TIMESTEPS_RANGE."""
         if (name, timesteps) == (self._schedule_name, self._timesteps):
             return
+        low, high = TIMESTEPS_RANGE
+        if not low <= timesteps <= high:
+            raise ConfigError(f"T = {timesteps:,} is out of range: use {low} to {high:,} diffusion steps")
         self._schedule = NoiseSchedule.from_name(name, timesteps)  # raises ConfigError when invalid
         self._schedule_name, self._timesteps = name, timesteps
         self.scheduleChanged.emit()

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddpm_core.config import SCHEDULE_NAMES, DataConfig, RunConfig
+from ddpm_core.config import SCHEDULE_NAMES, TIMESTEPS_RANGE, DataConfig, RunConfig
 from ddpm_core.data import DATASET_TITLES, DOWNLOAD_SIZE_MB, NATIVE_SHAPE, needs_download
 from ddpm_core.errors import ConfigError, DDPMError
 from ddpm_gui.fields import mark_invalid, parse_float, parse_int, parse_int_list
@@ -378,7 +378,7 @@ class TrainingForm(QWidget):
         m.dim = read(self.dim, "Width", lambda: parse_int(self.dim.text(), 4, 1024))
         m.dim_mults = read(self.levels, "Levels", lambda: parse_int_list(self.levels.currentText(), 1, 64))
         s.name = self.schedule.currentData()
-        s.timesteps = read(self.timesteps, "Steps T", lambda: parse_int(self.timesteps.text(), 2, 10000))
+        s.timesteps = read(self.timesteps, "Steps T", lambda: parse_int(self.timesteps.text(), *TIMESTEPS_RANGE))
         t.loss = self.loss.currentData()
         t.batch_size = read(self.batch, "Batch size", lambda: parse_int(self.batch.text(), 1, 65536))
         t.lr = read(self.lr, "Learning rate", lambda: parse_float(self.lr.text(), 1e-8, 1.0))
@@ -502,7 +502,7 @@ class TrainingForm(QWidget):
 
     def _publish_schedule(self) -> None:
         try:
-            T = parse_int(self.timesteps.text(), 2, 10000)
+            T = parse_int(self.timesteps.text(), *TIMESTEPS_RANGE)
         except ValueError:
             self.changed.emit()
             return

@@ -55,6 +55,7 @@ STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; 
 
 class TrainingPanel(OpensDroppedCheckpoints, QWidget):
     runningChanged = Signal(bool)  # a training thread started (True) or ended (False)
+    controlsChanged = Signal()  # the buttons were enabled or disabled: the menus follow them
     progressed = Signal(int)  # the latest step shown
     previewShown = Signal(int)  # the step of the preview grid just shown
     pausedChanged = Signal(bool)  # the worker has actually paused (True) or resumed (False)
@@ -690,3 +691,4 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
         self.new_run_button.setVisible(self._continue is not None and not running)
         self.continue_label.setVisible(self._continue is not None)
+        self.controlsChanged.emit()

@@ -50,6 +50,7 @@ def _export_scale(columns: int, width: int) -> int:
 
 class ViewerPanel(OpensDroppedCheckpoints, QWidget):
     samplingChanged = Signal(bool)  # a sampling thread started / ended
+    controlsChanged = Signal()  # the buttons were enabled or disabled: the menus follow them
     sampled = Signal()  # a sampling run completed (all frames and the final x_0)
     frameShown = Signal(int)
     sourceChanged = Signal(str)
@@ -613,3 +614,4 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         self.play_button.setEnabled(not running and self.frame_count() > 1)
         self.gif_button.setEnabled(complete and not running)
         self.png_button.setEnabled(complete and not running)
+        self.controlsChanged.emit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -326,3 +328,22 @@ def test_clicking_an_image_of_the_grid_zooms_that_image(panel, qtbot):
     assert panel._zoom is not None and panel._zoom.isVisible()
     assert "image 4" in panel._zoom.findChildren(type(panel.source_label))[-1].text()
     panel._zoom.close()
+
+
+def test_flips_and_the_image_limit_keep_the_image_shown(panel, app_state, qtbot):
+    # They change training, not what x₀ looks like: the image stays (CIFAR-10 is not re-read).
+    import dataclasses
+
+    shown = panel.x0.copy()
+    app_state.set_data(dataclasses.replace(app_state.data, flip=not app_state.data.flip))
+    app_state.set_data(dataclasses.replace(app_state.data, limit=100))
+    qtbot.wait(100)
+    assert not panel._pool_loader.is_loading() and np.array_equal(panel.x0, shown)
+
+
+def test_a_long_file_name_does_not_widen_the_window(panel, qtbot, tmp_path):
+    before = panel.minimumSizeHint().width()
+    path = write_png(tmp_path / ("a_photo_with_a_very_long_name_" * 6 + ".png"))
+    open_and_wait(panel, qtbot, path)
+    assert panel.minimumSizeHint().width() <= before
+    assert Path(path).name in panel.source_label.toolTip()

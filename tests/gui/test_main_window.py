@@ -125,14 +125,17 @@ def test_status_and_errors_reach_the_status_bar(window):
 
 def test_menu_items_reach_the_panels(window, monkeypatch):
     calls = []
-    monkeypatch.setattr(window.forward, "open_image", lambda: calls.append("open_image"))
-    monkeypatch.setattr(window.viewer, "open_checkpoint", lambda: calls.append("viewer.open"))
-    monkeypatch.setattr(window.training, "open_checkpoint", lambda: calls.append("training.open"))
+    # A menu item asks for the file: no path is passed on.
+    monkeypatch.setattr(window.forward, "open_image", lambda path: calls.append(("open_image", path)))
+    monkeypatch.setattr(window.viewer, "open_checkpoint", lambda path: calls.append(("viewer.open", path)))
+    monkeypatch.setattr(window.training, "open_checkpoint", lambda path: calls.append(("training.open", path)))
     monkeypatch.setattr(window.training, "save_checkpoint", lambda: calls.append("save"))
     monkeypatch.setattr(window.viewer, "export_gif", lambda: calls.append("gif"))
     monkeypatch.setattr(window.viewer, "export_png", lambda: calls.append("png"))
     monkeypatch.setattr(window.training, "start", lambda: calls.append("start"))
 
+    for name in ("save_checkpoint", "export_gif", "export_png"):  # offered once there is something to act on
+        window.actions[name].setEnabled(True)
     window.actions["open_image"].trigger()
     assert window.tabs.currentIndex() == FORWARD
     window.actions["open_checkpoint"].trigger()  # from the forward tab: to sample from
@@ -145,7 +148,7 @@ def test_menu_items_reach_the_panels(window, monkeypatch):
     window.tabs.setCurrentIndex(FORWARD)
     window.actions["start"].trigger()
     assert window.tabs.currentIndex() == TRAINING
-    assert calls == ["open_image", "viewer.open", "training.open", "save", "gif", "png", "start"]
+    assert calls == [("open_image", None), ("viewer.open", None), ("training.open", None), "save", "gif", "png", "start"]
 
 
 def test_device_is_shown(window):
@@ -239,3 +242,91 @@ def test_a_missing_panel_leaves_the_other_tabs_working(qtbot, settings_file, mon
     assert not window.actions["start"].isEnabled() and not window.actions["save_checkpoint"].isEnabled()
     window.actions["start"].trigger()  # disabled: nothing happens, nothing raises
     assert window.close()
+
+
+def test_settings_an_editor_broke_are_ignored(qtbot, settings_file):
+    # A value of the wrong type or out of range in the settings file must not stop the
+    # app from starting, every time, until the file is found and deleted.
+    first = open_window(qtbot, settings_file)
+    assert first.close()
+    s = QSettings(settings_file, QSettings.IniFormat)
+    s.setValue("window/state", "garbage")
+    s.setValue("schedule/name", "cosine")
+    s.setValue("schedule/T", 200000)  # training allows 2 to 10,000
+    s.sync()
+    second = open_window(qtbot, settings_file)
+    assert (second.state.schedule_name, second.state.timesteps) == ("linear", 300)
+    second.close()
+
+
+def test_t_up_to_what_training_allows_is_kept_by_every_tab(window):
+    # The schedule pickers once stopped at 2,000: T = 5,000 from the Training form showed
+    # as 2,000, and touching the picker set it.
+    window.state.set_schedule("linear", 5000)
+    assert window.forward.steps_spin.value() == 5000
+    window.forward.schedule_combo.setCurrentIndex(window.forward.schedule_combo.findText("cosine"))
+    assert (window.state.schedule_name, window.state.timesteps) == ("cosine", 5000)
+    window.state.set_schedule("linear", 10000)
+    window.state.set_t(9999)
+    title = window.forward.xt_title  # fixed in size, for the widest t and T: nothing cut off
+    fixed = title.size()
+    title.setMinimumSize(0, 0)
+    title.setMaximumSize(10**4, 10**4)
+    assert title.sizeHint().width() <= fixed.width()
+
+
+def _drop(widget, path: str, accepted_by=None):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(path)])
+    enter = QDragEnterEvent(widget.rect().center(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    enter.ignore()
+    widget.dragEnterEvent(enter)
+    drop = QDropEvent(QPointF(widget.rect().center()), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    drop.ignore()
+    if enter.isAccepted():
+        widget.dropEvent(drop)
+    return enter.isAccepted()
+
+
+def test_a_drop_goes_to_the_tab_that_opens_it(qtbot, window, tmp_path, make_config):
+    # Each tab takes only its kind of file; the window sends the rest where it belongs.
+    from PIL import Image
+
+    from ddpm_core.training import Trainer
+
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(image)
+    trainer = Trainer(make_config(steps=1, preview_every=0))
+    checkpoint = str(trainer.save(tmp_path / "model.safetensors"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+
+    assert not _drop(window.forward, checkpoint) and not _drop(window.viewer, str(image))
+    assert not _drop(window.training, str(image))
+    assert not _drop(window, str(notes))  # nobody opens it: the pointer says no
+
+    window.tabs.setCurrentIndex(FORWARD)
+    with qtbot.waitSignal(window.viewer.sourceChanged, timeout=30_000):
+        assert _drop(window, checkpoint)  # what the Forward tab passed on
+    assert window.tabs.currentIndex() == DENOISING and "model.safetensors" in window.viewer.source_label.text()
+    with qtbot.waitSignal(window.forward.imagesShown, timeout=30_000):
+        assert _drop(window, str(image))  # what the Denoising tab passed on
+    assert window.tabs.currentIndex() == FORWARD and "photo.png" in window.forward.source_label.text()
+
+
+def test_save_and_export_are_offered_once_they_can_act(qtbot, window, make_config):
+    actions = window.actions
+    assert not any(actions[n].isEnabled() for n in ("save_checkpoint", "export_gif", "export_png"))
+    window.training.set_config(make_config(steps=4, preview_every=0))
+    with qtbot.waitSignal(window.training.runningChanged, timeout=30_000, check_params_cb=lambda r: not r):
+        window.training.start()
+    assert actions["save_checkpoint"].isEnabled() and not actions["export_gif"].isEnabled()
+    window.viewer.use_training_model()
+    window.viewer.steps.setValue(3)
+    window.viewer.sampler.setCurrentIndex(window.viewer.sampler.findData("ddim"))
+    with qtbot.waitSignal(window.viewer.samplingChanged, timeout=30_000, check_params_cb=lambda r: not r):
+        window.viewer.sample()
+    assert actions["export_gif"].isEnabled() and actions["export_png"].isEnabled()

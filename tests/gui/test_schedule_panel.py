@@ -106,6 +106,26 @@ def test_hover_shows_values(panel, app_state):
     assert f"{app_state.schedule.as_numpy()['alphas_cumprod'][120]:.4g}" in text
 
 
+def test_the_hover_readout_follows_a_schedule_change(panel, app_state):
+    # The pointer stays put while T changes (typed in the picker): the numbers under it
+    # are the new schedule's, not the old one's.
+    import re
+
+    vb = panel.plots["alphas_cumprod"].vb
+    panel._on_hover(vb.mapViewToScene(QPointF(150, 0.5)))
+    app_state.set_schedule("linear", 1000)  # the axis now spans 1,000 steps: another t is under it
+    text = panel.hover_label.text()
+    t = int(re.search(r"at t = (\d+)", text).group(1))
+    assert t != 150 and f"linear {app_state.schedule.as_numpy()['alphas_cumprod'][t]:.4g}" in text
+
+
+def test_the_readout_never_widens_the_window(panel, app_state):
+    panel.compare_box.setChecked(True)  # four schedules in the read-out
+    before = panel.minimumSizeHint().width()
+    panel._on_hover(panel.plots["alphas_cumprod"].vb.mapViewToScene(QPointF(150, 0.5)))
+    assert "sigmoid" in panel.hover_label.text() and panel.minimumSizeHint().width() <= before
+
+
 def test_this_tab_has_its_own_schedule_picker(panel, app_state):
     panel.schedule_controls.schedule_combo.setCurrentText("quadratic")
     assert app_state.schedule_name == "quadratic"

@@ -104,13 +104,25 @@ def expect_no_bug(capfd) -> None:
     assert "Traceback" not in capfd.readouterr().err
 
 
-def drop(widget, path: str) -> None:
+def _drop_event(path: str) -> tuple[QDropEvent, QMimeData]:
+    """The event and its data: the event does not own the data, so the caller keeps both."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(path)])
-    event = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    return QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier), mime
+
+
+def drop(widget, path: str) -> None:
+    event, _mime = _drop_event(path)
     widget.dragEnterEvent(event)
     assert event.isAccepted()
     widget.dropEvent(event)
+
+
+def drop_is_taken(widget, path: str) -> bool:
+    event, _mime = _drop_event(path)
+    event.ignore()
+    widget.dragEnterEvent(event)
+    return event.isAccepted()
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
@@ -186,7 +198,7 @@ def test_menu_dialog_and_drop_in_the_window(qtbot, main_window, bad_files, monke
         ("menu, Denoising tab", DENOISING, "picture.png", lambda: window.actions["open_checkpoint"].trigger()),
         ("menu, Forward tab", FORWARD, "empty.safetensors", lambda: window.actions["open_checkpoint"].trigger()),
         ("drop on Training", TRAINING, "random_bytes.safetensors", lambda: drop(window.training, chosen[-1])),
-        ("drop on Denoising", DENOISING, "notes.txt", lambda: drop(window.viewer, chosen[-1])),
+        ("drop on Denoising", DENOISING, "other_model.pt", lambda: drop(window.viewer, chosen[-1])),
     ]
     for way, tab, name, act in ways:
         window.tabs.setCurrentIndex(tab)
@@ -199,6 +211,10 @@ def test_menu_dialog_and_drop_in_the_window(qtbot, main_window, bad_files, monke
         window._error_box.close()
     assert len(seen) == len(ways)
     expect_no_bug(capfd)
+    # A file of neither kind is not taken by any tab, nor by the window: nothing to report.
+    for widget in (window.viewer, window.training, window.forward, window):
+        assert not drop_is_taken(widget, bad_files["notes.txt"])
+    assert len(seen) == len(ways)
 
     # Still usable: Start trains.
     window.training.set_config(window.training.config())
