@@ -142,6 +142,10 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
     """The subsequence τ of timestep indices DDIM visits, evenly spaced from T-1 down to 0."""
     if not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
         raise ConfigError(f"DDIM steps must be a whole number from 1 to T={num_timesteps}, not {steps!r}")
+    if steps == 1:
+        # One step goes from x_T, which is pure noise: at index T-1. (linspace would give
+        # its start, 0, and the network would read x_T as x_1, nearly clean.)
+        return [num_timesteps - 1]
     taus = torch.linspace(0, num_timesteps - 1, steps).round().long().unique().tolist()
     return sorted(taus, reverse=True)
 
@@ -222,7 +226,8 @@ def sample_loop(
     if sampler == "ddpm":
         return ddpm_sample_loop(model, schedule, shape, **common)
     if sampler == "ddim":
-        steps = steps or min(50, schedule.num_timesteps)
+        if steps is None:  # 0 is not "the default": ddim_timesteps refuses it
+            steps = min(50, schedule.num_timesteps)
         return ddim_sample_loop(model, schedule, shape, steps=steps, eta=eta, **common)
     raise ConfigError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}")
 

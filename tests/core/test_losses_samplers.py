@@ -109,7 +109,7 @@ def test_ddpm_reproducible_with_generator_and_yields_every_step():
 
 
 def test_ddim_timesteps_and_bad_arguments():
-    assert ddim_timesteps(300, 1) == [0]
+    assert ddim_timesteps(300, 1) == [299]  # one step from pure noise starts at t = T
     taus = ddim_timesteps(300, 50)
     assert len(taus) == 50 and taus[0] == 299 and taus[-1] == 0 and taus == sorted(taus, reverse=True)
     assert ddim_timesteps(10, 10) == list(range(9, -1, -1))
@@ -121,6 +121,33 @@ def test_ddim_timesteps_and_bad_arguments():
         next(ddim_sample_loop(model, s, (1, 1, 4, 4), eta=2.0))
     with pytest.raises(ConfigError):
         sample_loop(model, s, (1, 1, 4, 4), sampler="euler")
+    with pytest.raises(ConfigError, match="from 1 to T=10, not 0"):  # not taken for "the default"
+        next(sample_loop(model, s, (1, 1, 4, 4), sampler="ddim", steps=0))
+
+
+class _GaussianDataEps(torch.nn.Module):
+    """The optimal ε-prediction when every pixel of the data is N(μ, s²):
+    ε̂(x_t, t) = E[ε | x_t] = √(1−ᾱ_t)·(x_t − √ᾱ_t·μ) / (ᾱ_t·s² + 1 − ᾱ_t)."""
+
+    def __init__(self, schedule: NoiseSchedule, mu: float, s: float):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # samplers read the device from a parameter
+        self.schedule, self.mu, self.var = schedule, mu, s * s
+
+    def forward(self, x, t):
+        a = self.schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x - a.sqrt() * self.mu) / (a * self.var + 1 - a)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 50])
+def test_ddim_lands_on_the_data_from_pure_noise_in_any_number_of_steps(steps):
+    # With one step the network must be asked at t = T, where x_T is pure noise. Asked at
+    # t = 1 (as it was), it took x_T for a nearly clean image: the output was noise, std 0.7.
+    s = NoiseSchedule.from_name("linear", 1000)
+    model = _GaussianDataEps(s, mu=0.3, s=0.3)
+    out = sample(model, s, (64, 1, 8, 8), sampler="ddim", steps=steps, generator=torch.Generator().manual_seed(0))
+    # Few deterministic steps shrink the spread toward μ; they never leave the data's range.
+    assert abs(out.mean().item() - 0.3) < 0.02 and out.std().item() < 0.35, (steps, out.mean(), out.std())
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
