@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSlider,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -36,11 +35,12 @@ from ddpm_core.data import IMAGE_EXTENSIONS, load_image
 from ddpm_gui.file_drop import dropped_file
 from ddpm_gui.forward_samples import SamplePool, load_pool
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
+from ddpm_gui.notation import TimestepSpinBox, index_of, shown_t
 from ddpm_gui.schedule_controls import MAX_T, ScheduleControls
 from ddpm_gui.state import AppState
 from ddpm_gui.workers import LatestTask
 
-STRIP_STEPS = 7  # t = 0, T/6, ..., T−1: the article's "noise at several t" figure
+STRIP_STEPS = 7  # t = 1, T/6, ..., T (indices 0…T−1): the article's "noise at several t" figure
 IMAGE_COUNTS = (1, 4, 9, 16)  # how many dataset images the big view noises at once (square grids)
 
 HINT = (
@@ -229,12 +229,12 @@ class ForwardPanel(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.xt_title.setFont(font)
-        widest = int("8" * len(str(MAX_T)))  # 8: the widest digit in most fonts
+        widest = int("8" * len(str(MAX_T)))  # 8: the widest digit in most fonts (a shown t, 1…T)
         _freeze_size(self.xt_title, self._title_text(widest, MAX_T))
         self.big_view = ImageGrid(self, placeholder="Loading an example image…")
         self.big_view.setMinimumSize(200, 200)
         self.big_view.setCursor(Qt.PointingHandCursor)
-        self.big_view.setToolTip("x_t, the image after t+1 noising steps. Click an image to open it in a window.")
+        self.big_view.setToolTip("x_t, the image after t noising steps. Click an image to open it in a window.")
         left = QVBoxLayout()
         left.addWidget(self.xt_title, 0, Qt.AlignLeft)
         left.addWidget(self.big_view, 1)
@@ -254,10 +254,10 @@ class ForwardPanel(QWidget):
         self.t_slider.setFocusPolicy(Qt.StrongFocus)
         self.t_slider.setTickPosition(QSlider.TicksBelow)
         self.t_slider.setToolTip(
-            "The timestep t, as an index 0…T−1 (the paper counts 1…T).\n"
+            "The timestep t = 1…T, as in the paper: x_t has had t steps of noise; x₀ is the clean image.\n"
             "Arrow keys: ±1 · Page Up/Down: ±T/10 · Home/End: first/last step."
         )
-        self.t_spin = QSpinBox(self)
+        self.t_spin = TimestepSpinBox(self)  # holds the index, as the slider does; shows t = index + 1
         self.t_spin.setToolTip(self.t_slider.toolTip())
         slider_row = QHBoxLayout()
         slider_row.addWidget(QLabel("t", self))
@@ -422,7 +422,7 @@ class ForwardPanel(QWidget):
     def _redraw(self) -> None:
         t = self._current_t()
         v = self._values
-        self.xt_title.setText(self._title_text(t, self.state.timesteps))
+        self.xt_title.setText(self._title_text(shown_t(t), self.state.timesteps))
         for key, _, _, _, fmt in READOUTS:
             self.readouts[key].setText(fmt.format(v[key][t]))
         self.equation.setText(self._equation_text(v["sqrt_alphas_cumprod"][t], v["sqrt_one_minus_alphas_cumprod"][t]))
@@ -439,8 +439,9 @@ class ForwardPanel(QWidget):
         return f"x<sub>t</sub> = <b>{signal:.3f}</b>·x<sub>0</sub> + <b>{noise:.3f}</b>·ε"
 
     def _strip_steps(self) -> list[int]:
+        """Indices whose shown t are 1, then multiples of T/6 up to T (t = 1, 50, 100, … 300)."""
         T = self.state.timesteps
-        return sorted({int(round(k * (T - 1) / (STRIP_STEPS - 1))) for k in range(STRIP_STEPS)})
+        return sorted({index_of(max(1, round(k * T / (STRIP_STEPS - 1)))) for k in range(STRIP_STEPS)})
 
     def _redraw_strip(self) -> None:
         if self._x0 is None:
@@ -455,7 +456,7 @@ class ForwardPanel(QWidget):
             if i < len(steps):  # T < STRIP_STEPS leaves some cells empty
                 cell.t = steps[i]
                 cell.view.set_images(self.x_t(steps[i])[None])
-                cell.caption.setText(f"t = {steps[i]}")
+                cell.caption.setText(f"t = {shown_t(steps[i])}")
                 cell.show()
             else:
                 cell.t = None
@@ -471,10 +472,10 @@ class ForwardPanel(QWidget):
         t = self._current_t()
         v = self._values
         caption = (
-            f"t = {t}: x_t = {v['sqrt_alphas_cumprod'][t]:.3f}·x₀ + {v['sqrt_one_minus_alphas_cumprod'][t]:.3f}·ε"
-            f"   ({self._caption if index == 0 else f'image {index + 1}'})"
+            f"t = {shown_t(t)}: x_t = {v['sqrt_alphas_cumprod'][t]:.3f}·x₀ + "
+            f"{v['sqrt_one_minus_alphas_cumprod'][t]:.3f}·ε   ({self._caption if index == 0 else f'image {index + 1}'})"
         )
-        self._open_zoom(self.big_view, f"x_t at t = {t}", caption, index)
+        self._open_zoom(self.big_view, f"x_t at t = {shown_t(t)}", caption, index)
 
     def _open_zoom(self, view: ImageGrid, title: str, caption: str, index: int = 0) -> None:
         if not 0 <= index < view.image_count():

@@ -1,4 +1,5 @@
-"""Loss by timestep: where in t = 0..T−1 the model still predicts the noise badly.
+"""Loss by timestep: where in t = 1…T (the paper's count; the engine's indices 0…T−1) the
+model still predicts the noise badly.
 
 Each training step draws a random t for every image; the trainer reports every image's
 own loss with its t. Here they are binned over t and averaged with exponential
@@ -108,7 +109,7 @@ class LossByTimestepPlot(QWidget):
         half_life = 200.0 if run_length is None else float(min(1000, max(50, run_length // 10)))
         self.stats = TimestepLossStats(timesteps, self.max_bins, half_life_steps=half_life)
         item = self.plot.getPlotItem()
-        item.setXRange(-0.5, timesteps - 0.5, padding=0.02)
+        item.setXRange(0.5, timesteps + 0.5, padding=0.02)  # the paper's t = 1…T (notation.py)
         self._top = None  # the loss axis' top (bar_axis_top); losses are never negative
         item.setYRange(0, 1, padding=0)  # until there are bars
         self._redraw.request()
@@ -124,7 +125,7 @@ class LossByTimestepPlot(QWidget):
         s = self.stats
         means = s.means()
         width = s.timesteps / s.bins
-        self.bars.setOpts(x=s.centres(), height=np.nan_to_num(means, nan=0.0), width=0.9 * width)
+        self.bars.setOpts(x=s.centres() + 1, height=np.nan_to_num(means, nan=0.0), width=0.9 * width)
         if np.isfinite(means).any():
             top = bar_axis_top(float(np.nanmax(means)), self._top)
             if top != self._top:

@@ -20,6 +20,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ddpm_core.schedules import BETA_SCHEDULES, NoiseSchedule
+from ddpm_gui.notation import index_of, shown_t
 from ddpm_gui.plot_style import MajorGrid
 from ddpm_gui.schedule_controls import ScheduleControls
 from ddpm_gui.state import AppState
@@ -182,7 +183,7 @@ class SchedulePanel(QWidget):
         shown = self.shown_schedules()
         selected = shown[0]
         T = self.state.timesteps
-        x = np.arange(T, dtype=np.float64)
+        x = np.arange(1, T + 1, dtype=np.float64)  # the paper's t = 1…T (notation.py): index + 1
         self._values = {name: self._schedule_values(name) for name in shown}
         for (key, name), curve in self.curves.items():
             if name in self._values:
@@ -212,7 +213,7 @@ class SchedulePanel(QWidget):
 
     def _fit_x(self) -> None:
         for plot in self.plots.values():
-            plot.setXRange(0, self.state.timesteps - 1, padding=0.02)
+            plot.setXRange(1, self.state.timesteps, padding=0.02)
 
     def _move_cursor(self, t: int) -> None:
         # While another tab is shown, moving six plot items at every step of a slider drag
@@ -221,7 +222,7 @@ class SchedulePanel(QWidget):
         if self._cursor_stale:
             return
         for line in self.cursor_lines:
-            line.setValue(t)
+            line.setValue(shown_t(t))
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -229,7 +230,7 @@ class SchedulePanel(QWidget):
             self._move_cursor(self.state.t)
 
     def _on_cursor_requested(self, x: float) -> None:
-        self.state.set_t(int(round(x)))  # the state clamps to 0..T-1
+        self.state.set_t(index_of(x))  # the state clamps to 0..T-1
 
     # ---- hover readout ----------------------------------------------------------------
     def _on_hover(self, scene_pos: QPointF) -> None:
@@ -241,14 +242,14 @@ class SchedulePanel(QWidget):
             plot = self.plots[key]
             if not plot.vb.sceneBoundingRect().contains(scene_pos):
                 continue
-            t = int(round(plot.vb.mapSceneToView(scene_pos).x()))
-            if not 0 <= t < self.state.timesteps:
+            i = index_of(plot.vb.mapSceneToView(scene_pos).x())
+            if not 0 <= i < self.state.timesteps:
                 break
             parts = [
-                f"<span style='color:{SCHEDULE_COLOURS[name]}'>{name} {values[key][t]:.4g}</span>"
+                f"<span style='color:{SCHEDULE_COLOURS[name]}'>{name} {values[key][i]:.4g}</span>"
                 for name, values in self._values.items()
             ]
-            self.hover_label.setText(f"{title.split(' —')[0]} at t = {t}: " + " · ".join(parts))
+            self.hover_label.setText(f"{title.split(' —')[0]} at t = {shown_t(i)}: " + " · ".join(parts))
             self.hover_label.setToolTip(meaning)
             return
         self.hover_label.setText(HOVER_HINT)

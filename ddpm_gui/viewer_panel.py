@@ -35,6 +35,7 @@ from ddpm_core.model_io import load_for_sampling
 from ddpm_gui.file_drop import OpensDroppedCheckpoints
 from ddpm_gui.gif_dialog import GifOptions, GifOptionsDialog
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
+from ddpm_gui.notation import shown_t
 from ddpm_gui.sampling_worker import SampleRequest, SamplingWorker
 from ddpm_gui.state import AppState, ModelSnapshot
 from ddpm_gui.trajectory import Trajectory
@@ -437,7 +438,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
             self.frame_label.setText(f"Final sample <i>x</i><sub>0</sub> after {n} steps · noise level 0")
         else:
             self.frame_label.setText(
-                f"Step {k + 1} / {n} · t = {traj.t[k]} · noise level √(1−ᾱ<sub>t</sub>) = {traj.noise[k]:.3f}"
+                f"Step {k + 1} / {n} · t = {shown_t(traj.t[k])} · noise level √(1−ᾱ<sub>t</sub>) = {traj.noise[k]:.3f}"
             )
         self.frameShown.emit(k)
 
@@ -479,7 +480,7 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         if traj is None or index >= grid.image_count():
             return
         k = self.slider.value()
-        when = "final sample" if traj.t[k] < 0 else f"step {k + 1}/{traj.num_steps}, t = {traj.t[k]}"
+        when = "final sample" if traj.t[k] < 0 else f"step {k + 1}/{traj.num_steps}, t = {shown_t(traj.t[k])}"
         self._zoom = ZoomDialog(grid.image(index), f"{which} — image {index + 1}", f"Image {index + 1} · {when}", self)
         self._zoom.setAttribute(Qt.WA_DeleteOnClose)
         self._zoom.show()

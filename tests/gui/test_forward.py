@@ -125,8 +125,8 @@ def test_schedule_and_T_controls_drive_the_shared_state(panel, app_state):
     )
     panel.steps_spin.setValue(1000)
     assert app_state.timesteps == 1000
-    assert panel.t_slider.maximum() == 999 and panel.t_spin.maximum() == 999
-    assert panel.strip_cells[-1].caption.text() == "t = 999"
+    assert panel.t_slider.maximum() == 999 and panel.t_spin.maximum() == 999  # indices 0…T−1
+    assert panel.strip_cells[-1].caption.text() == "t = 1000"  # shown as the paper's t = 1…T
 
 
 def test_state_changes_from_elsewhere_update_the_controls(panel, app_state):
@@ -135,13 +135,15 @@ def test_state_changes_from_elsewhere_update_the_controls(panel, app_state):
     assert panel.schedule_combo.currentText() == "sigmoid"
     assert panel.steps_spin.value() == 100
     assert app_state.t == 99 and panel.t_slider.value() == 99
-    assert panel.xt_title.text().startswith("x<sub>t</sub> at t = 99")
+    assert panel.xt_title.text().startswith("x<sub>t</sub> at t = 100 ")  # the last step, t = T
+    assert panel.t_spin.text() == "100"
 
 
 def test_strip_spans_the_schedule_and_clicking_jumps_to_t(panel, app_state, qtbot):
     captions = [c.caption.text() for c in panel.strip_cells]
     assert captions[0] == "x<sub>0</sub>"
-    assert captions[1] == "t = 0" and captions[-1] == f"t = {app_state.timesteps - 1}"
+    # x₀ is the clean image; t counts noising steps from 1 to T, as in the paper.
+    assert captions[1] == "t = 1" and captions[-1] == f"t = {app_state.timesteps}"
     cell = panel.strip_cells[3]
     qtbot.mouseClick(cell.view, Qt.LeftButton, pos=cell.view.rect().center())
     assert app_state.t == cell.t
@@ -347,3 +349,14 @@ def test_a_long_file_name_does_not_widen_the_window(panel, qtbot, tmp_path):
     open_and_wait(panel, qtbot, path)
     assert panel.minimumSizeHint().width() <= before
     assert Path(path).name in panel.source_label.toolTip()
+
+
+def test_t_is_shown_and_typed_as_the_papers_1_to_T(panel, app_state, qtbot):
+    # The engine indexes 0…T−1; the window counts t = 1…T, so x₀ is the clean image and
+    # t = 1 is one step of noise (β_1 = 1e-4 in the linear schedule).
+    app_state.set_t(0)
+    assert panel.t_spin.text() == "1" and panel.readouts["betas"].text() == "0.0001"
+    panel.t_spin.lineEdit().selectAll()
+    qtbot.keyClicks(panel.t_spin, str(app_state.timesteps))
+    qtbot.keyClick(panel.t_spin, Qt.Key_Return)
+    assert app_state.t == app_state.timesteps - 1 and panel.t_slider.value() == app_state.t

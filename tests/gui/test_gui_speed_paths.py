@@ -392,7 +392,7 @@ def test_schedule_cursor_catches_up_when_its_tab_is_shown(qtbot, state):
     panel.hide()
     state.set_t(7)  # moved while the tab is hidden: nothing redrawn...
     panel.show()  # ...until it is shown
-    assert all(line.value() == 7 for line in panel.cursor_lines)
+    assert all(line.value() == 8 for line in panel.cursor_lines)  # index 7 is drawn at t = 8
 
 
 def test_the_loader_warms_up_and_freezes_only_once_the_window_allows(qtbot):

@@ -65,8 +65,8 @@ def test_compare_overlays_the_other_schedules(panel, app_state):
 
 
 def test_cursor_follows_t(panel, app_state):
-    app_state.set_t(42)
-    assert all(line.value() == 42 for line in panel.cursor_lines)
+    app_state.set_t(42)  # index 42 is the paper's t = 43, where the axis shows it
+    assert all(line.value() == 43 for line in panel.cursor_lines)
 
 
 def widget_pos(panel, key, t, y):
@@ -102,8 +102,8 @@ def test_hover_shows_values(panel, app_state):
     vb = panel.plots["alphas_cumprod"].vb
     panel._on_hover(vb.mapViewToScene(QPointF(120, 0.5)))
     text = panel.hover_label.text()
-    assert "t = 120" in text
-    assert f"{app_state.schedule.as_numpy()['alphas_cumprod'][120]:.4g}" in text
+    assert "t = 120" in text  # the paper's t: index 119
+    assert f"{app_state.schedule.as_numpy()['alphas_cumprod'][119]:.4g}" in text
 
 
 def test_the_hover_readout_follows_a_schedule_change(panel, app_state):
@@ -116,7 +116,7 @@ def test_the_hover_readout_follows_a_schedule_change(panel, app_state):
     app_state.set_schedule("linear", 1000)  # the axis now spans 1,000 steps: another t is under it
     text = panel.hover_label.text()
     t = int(re.search(r"at t = (\d+)", text).group(1))
-    assert t != 150 and f"linear {app_state.schedule.as_numpy()['alphas_cumprod'][t]:.4g}" in text
+    assert t != 150 and f"linear {app_state.schedule.as_numpy()['alphas_cumprod'][t - 1]:.4g}" in text
 
 
 def test_the_readout_never_widens_the_window(panel, app_state):

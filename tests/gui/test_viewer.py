@@ -72,7 +72,7 @@ def test_ddpm_sampling_keeps_every_step_and_scrubs(qtbot, viewer, errors):
     assert final.shape == (4, 8, 8, 1)
 
     viewer.slider.setValue(0)
-    assert "Step 1 / 20" in viewer.frame_label.text() and "t = 19" in viewer.frame_label.text()
+    assert "Step 1 / 20" in viewer.frame_label.text() and "t = 20" in viewer.frame_label.text()  # t = T
     assert f"{traj.noise[0]:.3f}" in viewer.frame_label.text()
     viewer.slider.setValue(20)
     assert "Final sample" in viewer.frame_label.text()
