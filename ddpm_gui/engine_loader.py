@@ -115,7 +115,11 @@ class EngineLoader(QObject):
                 import_optional(name)  # failures are reported by the tab that needs the module
             device = describe_compute_device()
         except Exception as e:
-            error = f"could not load the diffusion engine: {type(e).__name__}: {e}"
+            # Almost always a missing or broken install (PyTorch, pyqtgraph): say how to redo it.
+            error = (
+                f"could not load the diffusion engine ({type(e).__name__}: {e}): reinstall the app's "
+                "packages in its environment with 'pip install -e .' from the project folder"
+            )
         self.finished.emit(error, device)  # queued to the GUI thread: this object lives there
         if error:
             return

@@ -330,3 +330,15 @@ def test_save_and_export_are_offered_once_they_can_act(qtbot, window, make_confi
     with qtbot.waitSignal(window.viewer.samplingChanged, timeout=30_000, check_params_cb=lambda r: not r):
         window.viewer.sample()
     assert actions["export_gif"].isEnabled() and actions["export_png"].isEnabled()
+
+
+def test_an_engine_that_cannot_load_says_how_to_repair_it(qtbot, monkeypatch):
+    from ddpm_gui import engine_loader
+
+    monkeypatch.setattr(engine_loader, "REQUIRED_MODULES", ("torch", "no_such_module_for_this_test"))
+    loader = engine_loader.EngineLoader()
+    with qtbot.waitSignal(loader.finished, timeout=30_000) as done:
+        loader.start()
+    error = done.args[0]
+    assert "no_such_module_for_this_test" in error and "pip install -e ." in error and "\n" not in error
+    qtbot.waitUntil(lambda: not loader.is_running(), timeout=30_000)  # it returns after reporting an error
