@@ -16,6 +16,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -439,12 +440,7 @@ class Trainer:
 
         Refused once training diverged: NaN weights must never replace a good checkpoint.
         """
-        self._check_unchecked()  # on a GPU the last step's loss is not checked yet
-        if self.diverged:
-            raise TrainingDiverged(
-                f"not saving step {self.step}: training diverged (NaN/inf loss), so these weights are "
-                "broken; the checkpoints saved before are kept"
-            )
+        self._refuse_if_diverged("saving")
         return save_checkpoint(
             path,
             config=self.config.to_dict(),
@@ -456,6 +452,38 @@ class Trainer:
             epoch=self.epoch,
             extra={"batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed, **(extra or {})},
         )
+
+    def to_checkpoint(self) -> Checkpoint:
+        """What `save` writes, kept in memory instead (CPU copies, nothing shared with this
+        trainer): `from_checkpoint` continues it exactly, as it would the file."""
+        self._refuse_if_diverged("continuing")
+
+        def copied(state: dict) -> dict:
+            return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+        optimizer = self.optimizer.state_dict()
+        return Checkpoint(
+            config=self.config.to_dict(),
+            model=copied(self.model.state_dict()),
+            ema=copied(self.ema.state_dict()) if self.ema is not None else None,
+            optimizer={
+                "state": {i: copied(state) for i, state in optimizer["state"].items()},
+                "param_groups": copy.deepcopy(optimizer["param_groups"]),
+            },
+            rng={"train": self.generator.get_state().cpu()},
+            step=self.step,
+            epoch=self.epoch,
+            extra={"batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed},
+            path=Path("this run"),
+        )
+
+    def _refuse_if_diverged(self, doing: str) -> None:
+        self._check_unchecked()  # on a GPU the last step's loss is not checked yet
+        if self.diverged:
+            raise TrainingDiverged(
+                f"not {doing} step {self.step}: training diverged (NaN/inf loss), so these weights are "
+                "broken; the checkpoints saved before are kept"
+            )
 
     @classmethod
     def from_checkpoint(

@@ -19,6 +19,7 @@ for the memory (with a button that sets the suggested batch size).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         # been delivered: Qt's sender() must never point at a deleted object.
         self._retired: list[TrainingWorker] = []
         self._continue = None  # (Checkpoint, RunConfig) while continuing an opened checkpoint
+        self._ended_run = None  # the ended run's Trainer, while it is the one being continued
         self._step = 0  # the latest step reported
         self._saved_step = 0  # the step the last save (or the opened checkpoint) holds
         self._discarded_step = 0  # progress up to here was let go of on purpose (closing without saving)
@@ -130,6 +132,13 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.new_run_button = QPushButton("New run instead")
         self.new_run_button.setToolTip("Forget the opened checkpoint: Start begins a new model from scratch.")
         self.new_run_button.clicked.connect(self.leave_continue_mode)
+        self.continue_run_button = QPushButton("Continue this run")
+        self.continue_run_button.setToolTip(
+            "Train the model that just stopped further, from its last step (more steps, another\n"
+            "learning rate): the weights, optimizer and random state go on as they were."
+        )
+        self.continue_run_button.clicked.connect(self.continue_last_run)
+        self.continue_run_button.setVisible(False)
         self.autosave_label = QLabel("")
         self.autosave_label.setWordWrap(True)
         self.autosave_label.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the path can be copied
@@ -165,6 +174,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         cv.addWidget(scroll, 1)
         cv.addWidget(self.hint)
         cv.addWidget(self.suggestion_button)
+        cv.addWidget(self.continue_run_button)
         cv.addLayout(buttons)
 
         self.view = RunView()  # what the run shows: numbers, progress, plots, previews
@@ -204,28 +214,32 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             self._update_controls()
             self.state.status.emit(f"Cannot start: {reason}")
             return False
-        if not self._settle_unsaved("starting a new run", self.start):
+        ended_run = self._ended_run  # continuing the run that ended here: nothing is let go of
+        if ended_run is None and not self._settle_unsaved("starting a new run", self.start):
             return False
         self.state.set_schedule(cfg.schedule.name, cfg.schedule.timesteps)
 
         if self._continue is not None:
             ckpt = self._continue[0]
+            # The run that ended here has its images in memory: read again only if they changed.
+            images = ended_run.dataset if ended_run is not None and ended_run.config.data == cfg.data else None
 
             def overrides(c: RunConfig) -> None:
                 # Everything but the model may change when a run continues.
                 c.schedule, c.data, c.train = cfg.schedule, cfg.data, cfg.train
 
             def make(progress):
-                return Trainer.from_checkpoint(ckpt, progress=progress, overrides=overrides)
+                return Trainer.from_checkpoint(ckpt, images=images, progress=progress, overrides=overrides)
 
-            self._step = self._saved_step = ckpt.step
+            self._step = ckpt.step
+            if ended_run is None:  # an opened file holds the steps so far; an ended run's are not saved
+                self._saved_step = self._discarded_step = ckpt.step
         else:
 
             def make(progress):
                 return Trainer(cfg, progress=progress)
 
-            self._step = self._saved_step = 0
-        self._discarded_step = self._step
+            self._step = self._saved_step = self._discarded_step = 0
         self._autosave_path = autosave_files.path_for_run(self._autosave_folder())
         self._autosaved = None
         self._run_batch_size = 0
@@ -352,6 +366,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
 
     def leave_continue_mode(self) -> None:
         self._continue = None
+        self._ended_run = None
         self.form.min_steps = 0
         self.form.lock_model(False)
         self.continue_label.setText("")
@@ -584,7 +599,9 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             self._retired.append(worker)
         self._worker = None
         self._paused = False
-        self._trainer = worker.trainer
+        # A continued run that failed before its trainer was built leaves the run it was to
+        # continue: that one still holds the unsaved steps, to save or continue again.
+        self._trainer = worker.trainer if worker.trainer is not None else self._ended_run
         if worker.error:
             self._explain_error(worker)
         elif self._continue is not None:  # a continued run that trained no step: still in continue mode
@@ -598,7 +615,8 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
             done = self._trainer.step >= self._trainer.total_steps
             verb = "finished" if done else "stopped"
             self.view.end(
-                f"Training {verb} at step {self._trainer.step:,}. Sample it on the Denoising tab, or save a checkpoint.",
+                f"Training {verb} at step {self._trainer.step:,}. Continue it (the button at the left), "
+                "sample it on the Denoising tab, or save a checkpoint.",
                 steps_done=True,
             )
             self.state.status.emit(f"Training {verb} at step {self._trainer.step:,}")
@@ -654,6 +672,33 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         request, ckpt, cfg = result
         if self._worker is not None or request != self._open_request:
             return  # training was started, or another file chosen, meanwhile: not wanted now
+        self._ended_run = None
+        self._step = self._saved_step = ckpt.step
+        self._trainer = None
+        self._last_path = str(ckpt.path)
+        name = os.path.basename(str(ckpt.path))
+        if len(name) > 32:
+            name = name[:14] + "…" + name[-16:]
+        self._enter_continue_mode(ckpt, cfg, f"<b>{name}</b>", "the checkpoint's")
+        self.continue_label.setToolTip(str(ckpt.path))
+        self.state.status.emit(f"Opened {ckpt.path} at step {ckpt.step:,}: press Start to continue training")
+        self.checkpointOpened.emit(str(ckpt.path))
+
+    def continue_last_run(self) -> bool:
+        """Set up to train on the run that ended here (stopped, or finished): Start continues
+        it from its last step, as from a checkpoint of it, without a file. Its steps stay
+        unsaved until saved."""
+        trainer = self.trainer
+        if trainer is None or trainer.step == 0 or self._diverged():
+            return False
+        self._ended_run = trainer
+        self._enter_continue_mode(trainer.to_checkpoint(), copy.deepcopy(trainer.config), "this run", "the run's")
+        self.continue_label.setToolTip("")
+        self.state.status.emit(f"Continuing this run from step {trainer.step:,}: set how long, then press Start")
+        return True
+
+    def _enter_continue_mode(self, ckpt, cfg: RunConfig, what: str, whose: str) -> None:
+        """Start will continue `ckpt`: its model settings are fixed, the rest may change."""
         self._continue = (ckpt, cfg)
         self.form.set_config(cfg)
         self.form.lock_model(True)
@@ -661,21 +706,12 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         steps = cfg.train.steps
         if steps is not None:
             self.form.set_steps(steps if steps > ckpt.step else ckpt.step + steps)
-        self._step = self._saved_step = ckpt.step
-        self._trainer = None
-        self._last_path = str(ckpt.path)
-        name = os.path.basename(str(ckpt.path))
-        if len(name) > 32:
-            name = name[:14] + "…" + name[-16:]
         # Explicit line breaks: a word-wrapped label in a scroll area gets one line's height.
         self.continue_label.setText(
-            f"Continuing <b>{name}</b> from step {ckpt.step:,}.<br>"
-            "Start trains on up to “Train for”;<br>the model settings are the checkpoint's."
+            f"Continuing {what} from step {ckpt.step:,}.<br>"
+            f"Start trains on up to “Train for”;<br>the model settings are {whose}."
         )
-        self.continue_label.setToolTip(str(ckpt.path))
-        self.state.status.emit(f"Opened {ckpt.path} at step {ckpt.step:,}: press Start to continue training")
         self._update_controls()
-        self.checkpointOpened.emit(str(ckpt.path))
 
     # ---- controls --------------------------------------------------------------------------------
     def _update_controls(self) -> None:
@@ -690,5 +726,9 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.save_button.setEnabled((running or self._trainer is not None) and not self._diverged())
         self.open_button.setEnabled(not running and not any(t.name == "open-checkpoint" for t in self._tasks))
         self.new_run_button.setVisible(self._continue is not None and not running)
+        ended = self.trainer
+        self.continue_run_button.setVisible(
+            self._continue is None and ended is not None and ended.step > 0 and not self._diverged()
+        )
         self.continue_label.setVisible(self._continue is not None)
         self.controlsChanged.emit()

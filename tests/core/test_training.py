@@ -59,6 +59,28 @@ def test_save_resume_continues_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_run_continues_exactly_from_memory_too():
+    # The window continues a stopped run without a file: to_checkpoint is what save writes.
+    cfg = tiny_config(steps=12)
+    straight = Trainer(cfg)
+    straight_losses = [r.loss for r in straight.steps()]
+    first = Trainer(cfg)
+    losses = []
+    for r in first.steps():
+        losses.append(r.loss)
+        if r.step == 5:
+            break
+    state = first.to_checkpoint()
+    for _ in first.steps():  # the first trainer going on must not change what was taken
+        break
+    resumed = Trainer.from_checkpoint(state, images=first.dataset)
+    assert resumed.step == 5
+    losses += [r.loss for r in resumed.steps()]
+    assert losses == straight_losses  # bit-for-bit on the CPU
+    for a, b in zip(straight.ema.parameters(), resumed.ema.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_resume_across_an_epoch_boundary(tmp_path):
     cfg = tiny_config(steps=40)  # 256 images / 16 = 16 batches per epoch
     straight = [(r.loss, r.epoch) for r in Trainer(cfg).steps()]

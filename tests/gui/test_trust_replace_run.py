@@ -199,3 +199,34 @@ def test_a_new_run_shows_nothing_of_the_last_one(qtbot, panel, make_config):
     panel.stop()
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
     assert view.eta_label.text() == "ETA –"
+
+
+def test_a_stopped_run_continues_in_place(qtbot, panel, make_config, tmp_path):
+    # "Continue this run" after Stop: Start trains the same model on from its last step,
+    # without a file and without asking to save (nothing is let go of).
+    panel.set_config(make_config(steps=5000, preview_every=0))
+    panel.start()
+    qtbot.waitUntil(lambda: panel.current_step() >= 3, timeout=WAIT_MS)
+    panel.stop()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    stopped = panel.trainer
+    assert panel.continue_run_button.isVisibleTo(panel)
+    asked = answer(panel, "cancel")  # a question would stop the start: there must be none
+    assert panel.continue_last_run()
+    assert not panel.continue_run_button.isVisibleTo(panel) and panel.new_run_button.isVisibleTo(panel)
+    assert not panel.form.dim.isEnabled()  # the model is the run's
+    panel.form.set_steps(stopped.step + 4)
+    steps = []
+    panel.progressed.connect(steps.append)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        assert panel.start()
+    assert asked == [] and steps[0] == stopped.step + 1 and panel.trainer.step == stopped.step + 4
+    assert panel.trainer is not stopped and panel.has_unsaved_progress()  # none of it was saved
+    path = tmp_path / "continued.safetensors"
+    with qtbot.waitSignal(panel.checkpointSaved, timeout=WAIT_MS):
+        panel.save_checkpoint(str(path))
+    assert load_checkpoint(path).step == stopped.step + 4 and not panel.has_unsaved_progress()
+
+
+def test_with_no_run_there_is_nothing_to_continue(qtbot, panel, make_config):
+    assert not panel.continue_run_button.isVisibleTo(panel) and not panel.continue_last_run()
