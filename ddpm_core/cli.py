@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -414,7 +415,10 @@ def cmd_train(a) -> int:
     if last is not None:
         print(f"done: step {last.step}, loss {last.loss:.4f}, {last.elapsed:.1f} s training")
     print(f"checkpoint: {path}")
-    print(f"sample it:  ddpm sample {path} --png samples.png --gif denoise.gif")
+    # Into the run's own folder: copied as it is, the line never replaces a file of the user's.
+    root = run.root
+    print(f"sample it:  ddpm sample {_quoted(root)} --png {_quoted(root / 'samples.png')} "
+          f"--gif {_quoted(root / 'denoise.gif')}")
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -532,6 +536,11 @@ def cmd_sample(a) -> int:
         )
         print(f"wrote {gif}")
     return 0
+
+
+def _quoted(path: Path) -> str:
+    """A path as a shell takes it (quoted where it has spaces)."""
+    return shlex.quote(str(path))
 
 
 def _default_png_names():

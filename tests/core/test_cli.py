@@ -626,3 +626,17 @@ def test_screenshot_script_without_a_display_says_to_use_xvfb(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "xvfb-run -a" in lines[0], r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sample_line_printed_after_training_works_as_copied(tmp_path, capsys):
+    # The suggestion writes into the run's own folder (quoted: here its name has a space),
+    # so pasting it never replaces a samples.png of the user's.
+    import shlex
+
+    run = tmp_path / "my run"
+    assert main(["train", *TINY, "--steps", "2", "--preview-every", "0", "--out", str(run)]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("sample it:"))
+    argv = shlex.split(line.split(":", 1)[1])
+    assert argv[:2] == ["ddpm", "sample"]
+    assert main(argv[1:] + ["-n", "2", "--sampler", "ddim", "--steps", "2"]) == 0
+    assert (run / "samples.png").is_file() and (run / "denoise.gif").is_file()
