@@ -16,59 +16,42 @@ import os as _os
 # with passive waiting. It must be set before torch loads OpenMP; a user's setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .config import DataConfig, ModelConfig, RunConfig, ScheduleConfig, TrainConfig
-from .diffusion import extract, predict_start_from_noise, q_posterior_mean_variance, q_sample
-from .errors import CheckpointError, ConfigError, DataError, DDPMError
-from .losses import p_losses
-from .samplers import SampleStep, ddim_sample_loop, ddpm_sample_loop, sample, sample_loop
-from .schedules import (
-    NoiseSchedule,
-    beta_schedule,
-    cosine_beta_schedule,
-    linear_beta_schedule,
-    quadratic_beta_schedule,
-    sigmoid_beta_schedule,
-)
-from .unet import Unet, build_unet
+# Where each name lives. Nothing is imported until a name is asked for (PEP 562): importing
+# the package (as `ddpm`'s entry point does) must not import torch, which takes seconds
+# during which a Ctrl+C could only end in a traceback.
+_HOMES = {
+    "training": ("Trainer", "StepRecord"),
+    "config": ("DataConfig", "ModelConfig", "RunConfig", "ScheduleConfig", "TrainConfig"),
+    "diffusion": ("extract", "predict_start_from_noise", "q_posterior_mean_variance", "q_sample"),
+    "errors": ("CheckpointError", "ConfigError", "DataError", "DDPMError"),
+    "losses": ("p_losses",),
+    "samplers": ("SampleStep", "ddim_sample_loop", "ddpm_sample_loop", "sample", "sample_loop"),
+    "schedules": (
+        "NoiseSchedule",
+        "beta_schedule",
+        "cosine_beta_schedule",
+        "linear_beta_schedule",
+        "quadratic_beta_schedule",
+        "sigmoid_beta_schedule",
+    ),
+    "unet": ("Unet", "build_unet"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
 def __getattr__(name):
-    # The trainer pulls in data, checkpoints and export; load them only when asked for.
-    if name in ("Trainer", "StepRecord"):
-        from . import training
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ddpm_core' has no attribute {name!r}")
+    import importlib
 
-        return getattr(training, name)
-    raise AttributeError(f"module 'ddpm_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # found once: later lookups do not come here
+    return value
 
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DataConfig",
-    "DataError",
-    "DDPMError",
-    "ModelConfig",
-    "NoiseSchedule",
-    "RunConfig",
-    "SampleStep",
-    "ScheduleConfig",
-    "StepRecord",
-    "TrainConfig",
-    "Trainer",
-    "Unet",
-    "beta_schedule",
-    "build_unet",
-    "cosine_beta_schedule",
-    "ddim_sample_loop",
-    "ddpm_sample_loop",
-    "extract",
-    "linear_beta_schedule",
-    "p_losses",
-    "predict_start_from_noise",
-    "q_posterior_mean_variance",
-    "q_sample",
-    "quadratic_beta_schedule",
-    "sample",
-    "sample_loop",
-    "sigmoid_beta_schedule",
-]
+def __dir__():
+    return sorted(list(globals()) + list(_HOME_OF))
+
+
+__all__ = sorted(_HOME_OF)

@@ -19,10 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from .config import DATASET_NAMES, DEVICE_NAMES, LOSS_NAMES, PRECISION_NAMES, SCHEDULE_NAMES, RunConfig
-from .device import is_out_of_memory
 from .errors import ConfigError, DDPMError, shown
 
 EXIT_USAGE = 2
@@ -247,6 +244,8 @@ def main(argv=None) -> int:
         print(f"ddpm {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except (RuntimeError, MemoryError) as e:
+        from .device import is_out_of_memory
+
         if not is_out_of_memory(e):
             raise
         _end_progress_line()
@@ -493,6 +492,8 @@ def cmd_sample(a) -> int:
     if a.steps is not None and a.sampler == "ddim" and a.steps > T:
         raise ConfigError(f"--steps {a.steps} is more than the model's T={T}")
     shape = (a.num, cfg.model.channels, cfg.data.image_size, cfg.data.image_size)
+    import torch
+
     gen = torch.Generator().manual_seed(a.seed)  # CPU generator: the same noise on any device
     print(
         f"{loaded.source}: step {loaded.step}, {'EMA' if loaded.uses_ema else 'live'} weights | "
@@ -594,6 +595,8 @@ def cmd_forward(a) -> int:
         x0 = load_image(a.image, a.image_size, a.channels)[None]
     else:
         x0 = to_model_range(make_shapes(a.num, a.image_size, a.channels, seed=a.seed).images)
+    import torch
+
     gen = torch.Generator().manual_seed(a.seed)
     path = save_forward_gif(x0, schedule, a.gif, num_frames=a.frames, generator=gen, scale=export_scale(a.image_size))
     print(f"wrote {path} ({a.frames} frames, {a.schedule} schedule, T={a.timesteps})")

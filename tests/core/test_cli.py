@@ -640,3 +640,12 @@ def test_the_sample_line_printed_after_training_works_as_copied(tmp_path, capsys
     assert argv[:2] == ["ddpm", "sample"]
     assert main(argv[1:] + ["-n", "2", "--sampler", "ddim", "--steps", "2"]) == 0
     assert (run / "samples.png").is_file() and (run / "denoise.gif").is_file()
+
+
+def test_the_command_line_starts_without_torch_so_ctrl_c_is_clean():
+    # `import torch` takes seconds; done while the entry point itself is being imported, a
+    # Ctrl+C there could only end in a traceback. The commands import it inside main(),
+    # whose handler turns the interrupt into one line and exit 130.
+    code = "import sys, ddpm_core.cli, ddpm_core; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
