@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional
 
+from PySide6.QtCore import Qt
+
 from ddpm_core.image_folder import IMAGE_EXTENSIONS
 
 CHECKPOINT_SUFFIXES = frozenset({".safetensors", ".pt", ".pth"})  # what "Open checkpoint" reads
@@ -30,6 +32,13 @@ def dropped_file(event, suffixes: Optional[Iterable[str]] = None) -> Optional[st
     return path
 
 
+def accept_as_copy(event) -> None:
+    """Accept a drag or drop as a copy. Qt proposes Move first, and a drag source that
+    honours Move deletes its original: the user's checkpoint or photo."""
+    event.setDropAction(Qt.CopyAction)
+    event.accept()
+
+
 def is_image(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
@@ -44,14 +53,14 @@ class OpensDroppedCheckpoints:
 
     def dragEnterEvent(self, event) -> None:
         if dropped_file(event, CHECKPOINT_SUFFIXES) and self.accepts_drop():
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()  # the main window may send it elsewhere
 
     def dropEvent(self, event) -> None:
         path = dropped_file(event, CHECKPOINT_SUFFIXES)
         if path:
-            event.acceptProposedAction()
+            accept_as_copy(event)
             self.open_checkpoint(path)
         else:
             event.ignore()

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from ddpm_core.config import DataConfig
 from ddpm_core.data import IMAGE_EXTENSIONS, load_image
-from ddpm_gui.file_drop import dropped_file
+from ddpm_gui.file_drop import accept_as_copy, dropped_file
 from ddpm_gui.forward_samples import SamplePool, load_pool
 from ddpm_gui.image_view import ImageGrid, ZoomDialog
 from ddpm_gui.notation import TimestepSpinBox, index_of, shown_t
@@ -626,14 +626,14 @@ class ForwardPanel(QWidget):
     # ---- drag and drop: an image file (a checkpoint goes on to the main window) ---------------
     def dragEnterEvent(self, event) -> None:
         if dropped_file(event, IMAGE_EXTENSIONS):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
     def dropEvent(self, event) -> None:
         path = dropped_file(event, IMAGE_EXTENSIONS)
         if path:
-            event.acceptProposedAction()
+            accept_as_copy(event)
             self.open_image(path)
         else:
             event.ignore()

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWi
 from ddpm_gui import selftest
 from ddpm_gui.engine_loader import EngineLoader, describe_compute_device, import_optional
 from ddpm_gui.help_text import APP_NAME, about_html, how_to_start_html
+from ddpm_gui.notation import index_of
 from ddpm_gui.redraw import QuietTabWidget
 
 if TYPE_CHECKING:  # importing these at run time pulls in torch: see load_engine
@@ -228,7 +229,7 @@ class MainWindow(QMainWindow):
         self._restore_schedule()
         if state.t == 0:
             # Open on a half-destroyed image: the first screen shows what noising does.
-            state.set_t(state.timesteps // 3)
+            state.set_t(index_of(state.timesteps // 3))  # t = 100 of 300, as the window counts
 
         self.forward = ForwardPanel(state, self._pages[FORWARD])
         self.forward.last_image_dir = str(self.settings.value("paths/image_dir", "") or "")
@@ -285,9 +286,11 @@ class MainWindow(QMainWindow):
         self.forward.open_image(path)
 
     def open_checkpoint(self, path: Optional[str] = None) -> None:
-        # In the Training tab a checkpoint is opened to continue training it; anywhere
-        # else it is opened to sample from, in the Denoising tab.
-        if self.training is not None and (self.tabs.currentIndex() == TRAINING or self.viewer is None):
+        # In the Training tab a checkpoint is opened to continue training it (not while a
+        # run trains: then it is opened to sample from); anywhere else, to sample from, in
+        # the Denoising tab.
+        on_training = self.tabs.currentIndex() == TRAINING and not self._training_query("is_running")
+        if self.training is not None and (on_training or self.viewer is None):
             self.tabs.setCurrentIndex(TRAINING)
             self.training.open_checkpoint(path)
         elif self.viewer is not None:
@@ -298,7 +301,7 @@ class MainWindow(QMainWindow):
     def _dropped(self, event) -> Optional[str]:
         if self.forward is None:  # the engine is still loading: nothing can open it yet
             return None
-        from ddpm_gui.file_drop import CHECKPOINT_SUFFIXES, dropped_file  # imports the engine
+        from ddpm_gui.file_drop import CHECKPOINT_SUFFIXES, dropped_file  # the engine is loaded by now
 
         from ddpm_core.image_folder import IMAGE_EXTENSIONS
 
@@ -306,7 +309,9 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event) -> None:
         if self._dropped(event):
-            event.acceptProposedAction()
+            from ddpm_gui.file_drop import accept_as_copy
+
+            accept_as_copy(event)
 
     def dropEvent(self, event) -> None:
         # An image dropped on another tab is noised on the Forward tab; a checkpoint dropped
@@ -314,9 +319,9 @@ class MainWindow(QMainWindow):
         path = self._dropped(event)
         if not path:
             return
-        from ddpm_gui.file_drop import is_image
+        from ddpm_gui.file_drop import accept_as_copy, is_image
 
-        event.acceptProposedAction()
+        accept_as_copy(event)
         if is_image(path):
             self.open_image(path)
         else:

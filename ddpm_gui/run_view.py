@@ -34,6 +34,7 @@ class RunView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._preview_step = 0
+        self._continuing = False  # the run being prepared goes on from the one shown
         self._zoom: Optional[ZoomDialog] = None
 
         self.step_label = QLabel("Step –")
@@ -89,14 +90,18 @@ class RunView(QWidget):
         """The line of text under the progress bar."""
         self.info_label.setText(text)
 
-    def begin(self, timesteps: int) -> None:
-        """A run is being prepared: empty plots, a busy bar."""
-        self.loss_plot.clear()
-        self.loss_by_t.reset(timesteps)
-        # Nothing of the last run stays: its previews were of another model.
-        self.preview_grid.set_images(None)
-        self.preview_caption.setText(PREVIEW_CAPTION)
-        self.show_numbers(None, None, None, None, None)
+    def begin(self, timesteps: int, continuing: bool = False) -> None:
+        """A run is being prepared: empty plots, a busy bar. `continuing`: the run shown
+        goes on (the same model), so its curves and previews stay and are added to."""
+        self._continuing = continuing and timesteps == self.loss_by_t.stats.timesteps
+        if not continuing:
+            self.loss_plot.clear()
+            # Nothing of the last run stays: its previews were of another model.
+            self.preview_grid.set_images(None)
+            self.preview_caption.setText(PREVIEW_CAPTION)
+            self.show_numbers(None, None, None, None, None)
+        if not self._continuing:
+            self.loss_by_t.reset(timesteps)
         self.progress.setRange(0, 0)  # busy until the trainer exists
         self.progress.setFormat("preparing…")
         self.say("Preparing the data and the model…")
@@ -122,7 +127,8 @@ class RunView(QWidget):
         # torch.compile works through the first step for a minute or so: say why nothing moves.
         self.progress.setFormat("compiling the network (about a minute)…" if info.get("compile") else STEPS_FORMAT)
         self.loss_plot.set_run_length(info["total_steps"] - info["step"])
-        self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
+        if not self._continuing:  # the same T and model: the recent losses by t still hold
+            self.loss_by_t.reset(info["timesteps"], info["total_steps"] - info["step"])
         self.say(text)
         self.show_numbers(info["step"], info["total_steps"], None, None, None)
 

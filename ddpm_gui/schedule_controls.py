@@ -12,6 +12,7 @@ from ddpm_core.config import TIMESTEPS_RANGE
 from ddpm_core.errors import DDPMError
 from ddpm_core.schedules import BETA_SCHEDULES
 from ddpm_gui.state import AppState
+from ddpm_gui.wheel_scrolls import WheelNeedsFocus
 
 MIN_T, MAX_T = TIMESTEPS_RANGE  # as training allows: a T the form takes is never clipped here
 
@@ -46,6 +47,9 @@ class ScheduleControls(QWidget):
         self.steps_spin.valueChanged.connect(self._apply)
         state.scheduleChanged.connect(self._sync)
         self._sync()
+        # A wheel passing over the picker must not change the schedule every tab and the
+        # next training run use: it takes the wheel once clicked.
+        WheelNeedsFocus(self)
 
     def _apply(self, *_) -> None:
         try:

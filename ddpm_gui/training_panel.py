@@ -48,7 +48,7 @@ from ddpm_gui.run_view import RunView
 from ddpm_gui.state import AppState
 from ddpm_gui.training_form import TrainingForm
 from ddpm_gui.training_worker import SaveResult, TrainingWorker
-from ddpm_gui.wheel_scrolls import WheelScrollsForm
+from ddpm_gui.wheel_scrolls import wheel_scrolls_form
 from ddpm_gui.workers import TaskWorker
 
 STOP_TIMEOUT_S = 120.0  # a step with a preview on a slow CPU can take a while; never abandon it
@@ -167,7 +167,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(340)
         self.settings_area = scroll
-        WheelScrollsForm(scroll)
+        wheel_scrolls_form(scroll)
         controls = QWidget()
         cv = QVBoxLayout(controls)
         cv.setContentsMargins(0, 0, 0, 0)
@@ -262,7 +262,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self._trainer = None
         self._paused = False
         self.form.setEnabled(False)  # a live run's settings are fixed
-        self.view.begin(cfg.schedule.timesteps)
+        self.view.begin(cfg.schedule.timesteps, continuing=ended_run is not None)
         worker.start()
         minutes = cfg.train.autosave_minutes
         self.autosave_label.setText(
@@ -710,6 +710,12 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.continue_label.setText(
             f"Continuing {what} from step {ckpt.step:,}.<br>"
             f"Start trains on up to “Train for”;<br>the model settings are {whose}."
+        )
+        # Also where the eye is (the label above may be scrolled out of view).
+        self.view.say(
+            f"Continuing {what} from step {ckpt.step:,}: set “Train for” (now {self.form.length.text()} "
+            f"{self.form.length_unit.currentText()}), then press Start. “New run instead” (under the settings) "
+            "forgets it."
         )
         self._update_controls()
 

@@ -281,13 +281,18 @@ def _drop(widget, path: str, accepted_by=None):
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(path)])
-    enter = QDragEnterEvent(widget.rect().center(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    # A file manager offers copy, move and link; Qt proposes Move, and a source that honours
+    # Move deletes the original: every drop must come back as a copy.
+    offered = Qt.CopyAction | Qt.MoveAction | Qt.LinkAction
+    enter = QDragEnterEvent(widget.rect().center(), offered, mime, Qt.LeftButton, Qt.NoModifier)
     enter.ignore()
     widget.dragEnterEvent(enter)
-    drop = QDropEvent(QPointF(widget.rect().center()), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    drop = QDropEvent(QPointF(widget.rect().center()), offered, mime, Qt.LeftButton, Qt.NoModifier)
     drop.ignore()
     if enter.isAccepted():
+        assert enter.dropAction() == Qt.CopyAction
         widget.dropEvent(drop)
+        assert drop.isAccepted() and drop.dropAction() == Qt.CopyAction
     return enter.isAccepted()
 
 
@@ -315,6 +320,19 @@ def test_a_drop_goes_to_the_tab_that_opens_it(qtbot, window, tmp_path, make_conf
     with qtbot.waitSignal(window.forward.imagesShown, timeout=30_000):
         assert _drop(window, str(image))  # what the Denoising tab passed on
     assert window.tabs.currentIndex() == FORWARD and "photo.png" in window.forward.source_label.text()
+
+    # On the Training tab while a run trains, a checkpoint cannot be continued: it opens to
+    # sample from, rather than being taken and then refused.
+    window.training.set_config(make_config(steps=5000, preview_every=0))
+    window.training.start()
+    window.tabs.setCurrentIndex(TRAINING)
+    assert not _drop(window.training, checkpoint)
+    window.viewer._source = None
+    with qtbot.waitSignal(window.viewer.sourceChanged, timeout=30_000):
+        assert _drop(window, checkpoint)
+    assert window.tabs.currentIndex() == DENOISING and window.training.is_running()
+    window.training.stop()
+    qtbot.waitUntil(lambda: not window.training.is_running(), timeout=30_000)
 
 
 def test_save_and_export_are_offered_once_they_can_act(qtbot, window, make_config):

@@ -230,3 +230,18 @@ def test_a_stopped_run_continues_in_place(qtbot, panel, make_config, tmp_path):
 
 def test_with_no_run_there_is_nothing_to_continue(qtbot, panel, make_config):
     assert not panel.continue_run_button.isVisibleTo(panel) and not panel.continue_last_run()
+
+
+def test_a_continued_run_adds_to_its_curves_and_says_so(qtbot, panel, make_config):
+    panel.set_config(make_config(steps=6, preview_every=3))
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        panel.start()
+    view = panel.view
+    points = view.loss_plot.point_count()
+    assert panel.continue_last_run()
+    assert view.info_label.text().startswith("Continuing this run from step 6: set “Train for”")
+    panel.form.set_steps(9)
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        panel.start()
+    # The same model: its first six steps stay on the curve, and its previews until new ones.
+    assert view.loss_plot.point_count() == points + 3 and view.preview_grid.image_count() == 4

@@ -34,3 +34,19 @@ def test_the_wheel_scrolls_past_fields_and_turns_only_a_focused_one(qtbot, state
     wheel_down(device)
     assert device.currentIndex() != before
     panel.shutdown(ask=False)
+
+
+def test_a_wheel_passing_over_the_schedule_picker_changes_nothing(qtbot, state):
+    from ddpm_gui.schedule_controls import ScheduleControls
+
+    controls = ScheduleControls(state)
+    qtbot.addWidget(controls)
+    controls.show()
+    qtbot.waitExposed(controls)
+    wheel_down(controls.schedule_combo)
+    wheel_down(controls.steps_spin)
+    assert (state.schedule_name, state.timesteps) == ("linear", 20)  # the fixture's
+    controls.steps_spin.setFocus()
+    qtbot.waitUntil(controls.steps_spin.hasFocus)
+    wheel_down(controls.steps_spin)
+    assert state.timesteps == 19
