@@ -131,7 +131,7 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
         self.continue_label.setWordWrap(True)
         self.new_run_button = QPushButton("New run instead")
         self.new_run_button.setToolTip("Forget the opened checkpoint: Start begins a new model from scratch.")
-        self.new_run_button.clicked.connect(self.leave_continue_mode)
+        self.new_run_button.clicked.connect(self.new_run_instead)
         self.continue_run_button = QPushButton("Continue this run")
         self.continue_run_button.setToolTip(
             "Train the model that just stopped further, from its last step (more steps, another\n"
@@ -363,6 +363,16 @@ class TrainingPanel(OpensDroppedCheckpoints, QWidget):
 
     def _autosave_folder(self) -> Path:
         return Path(self.autosave_dir) if self.autosave_dir is not None else autosave_files.autosave_folder()
+
+    def new_run_instead(self) -> None:
+        """Forget the checkpoint or run being continued: Start trains a new model with the
+        settings shown, for as long as they say (not up to the continued run's step count)."""
+        if self._continue is not None:
+            steps = self._continue[1].train.steps
+            self.leave_continue_mode()
+            if steps is not None:
+                self.form.set_steps(steps)
+        self.state.status.emit("Start trains a new model from step 0")
 
     def leave_continue_mode(self) -> None:
         self._continue = None

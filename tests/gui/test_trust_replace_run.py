@@ -245,3 +245,13 @@ def test_a_continued_run_adds_to_its_curves_and_says_so(qtbot, panel, make_confi
         panel.start()
     # The same model: its first six steps stay on the curve, and its previews until new ones.
     assert view.loss_plot.point_count() == points + 3 and view.preview_grid.image_count() == 4
+
+
+def test_new_run_instead_trains_for_the_runs_own_length(qtbot, panel, make_config):
+    # Continuing a 6-step run set "Train for" to 12 (6 more); a new run gets the 6 it asked for.
+    panel.set_config(make_config(steps=6, preview_every=0))
+    with qtbot.waitSignal(panel.runningChanged, timeout=WAIT_MS, check_params_cb=lambda running: not running):
+        panel.start()
+    assert panel.continue_last_run() and panel.form.length.text() == "12"
+    panel.new_run_button.click()
+    assert panel.form.length.text() == "6" and panel.form.dim.isEnabled()
