@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = [
     "atomic_write_text",
     "remove_stale_temp_files",
     "write_error_message",
+    "numbered_names",
+    "claim_first_free",
     "TEMP_SUFFIX",
 ]
 
@@ -239,3 +242,29 @@ def remove_stale_temp_files(path: PathLike) -> list[Path]:
             p.unlink()
             removed.append(p)
     return removed
+
+
+# =====================================================================================
+# new names that never replace anything
+# =====================================================================================
+
+
+def numbered_names(path: Path, sep: str = "-") -> Iterator[Path]:
+    """path, then the same name numbered from 2: samples.png, samples-2.png, samples-3.png …"""
+    yield path
+    for k in itertools.count(2):
+        yield path.with_name(f"{path.stem}{sep}{k}{path.suffix}")
+
+
+def claim_first_free(names: Iterator[Path], create: Callable[[Path], None]) -> Path:
+    """The first of `names` that `create` (a mkdir, or an open with "x") could make. It raises
+    FileExistsError for a name taken, and makes it otherwise in one step, so two processes
+    never get the same name, as an exists() check followed by a write could."""
+    for path in names:
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError("every name was taken")
+

@@ -544,18 +544,11 @@ def _quoted(path: Path) -> str:
     return shlex.quote(str(path))
 
 
-def _default_png_names():
-    """samples.png, samples-2.png, samples-3.png, ... in the current folder."""
-    yield DEFAULT_PNG
-    n = 2
-    while True:
-        yield DEFAULT_PNG.with_name(f"{DEFAULT_PNG.stem}-{n}{DEFAULT_PNG.suffix}")
-        n += 1
-
-
 def _first_free_default_png() -> Path:
+    from .atomic import numbered_names
+
     # lexists: a dangling link counts as taken (writing would go to where it points)
-    return next(p for p in _default_png_names() if not os.path.lexists(p))
+    return next(p for p in numbered_names(DEFAULT_PNG) if not os.path.lexists(p))
 
 
 def _save_default_png(final) -> Path:
@@ -564,14 +557,10 @@ def _save_default_png(final) -> Path:
     The name is taken with an exclusive create (O_EXCL) rather than an exists() check, so
     another `ddpm sample` finishing in the same folder meanwhile cannot get the same name;
     the atomic write then replaces only this empty placeholder of ours."""
+    from .atomic import claim_first_free, numbered_names
     from .export import save_png_grid
 
-    for path in _default_png_names():
-        try:
-            with open(path, "x"):
-                break
-        except FileExistsError:
-            continue
+    path = claim_first_free(numbered_names(DEFAULT_PNG), lambda p: open(p, "x").close())
     try:
         return save_png_grid(final, path, scale=export_scale(final.shape[-1]))
     except BaseException:

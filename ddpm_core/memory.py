@@ -71,12 +71,21 @@ def human_bytes(n: float) -> str:
     return f"{n:,.1f} TB"
 
 
+def over_share(need: int, free: Optional[int] = None) -> Optional[int]:
+    """The free bytes when `need` would take more than DATASET_SHARE of them (`free`: None to
+    look it up), else None: it fits, or the free memory cannot be found out."""
+    free = available_bytes() if free is None else free
+    if free is None or need <= DATASET_SHARE * free:
+        return None
+    return free
+
+
 def check_images_fit(count: int, image_size: int, channels: int, what: str, free: Optional[int] = None) -> None:
     """Raise DataError (one line) if `count` uint8 images of `image_size`² × `channels` would
     take more than DATASET_SHARE of the free memory (`free`: bytes, None to look it up)."""
     need = count * channels * image_size * image_size
-    free = available_bytes() if free is None else free
-    if free is None or need <= DATASET_SHARE * free:
+    free = over_share(need, free)
+    if free is None:
         return
     raise DataError(
         f"{what}: {count:,} images at {image_size}×{image_size} would take {human_bytes(need)} of memory, "

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .atomic import TEMP_SUFFIX, atomic_write
+from .atomic import TEMP_SUFFIX, atomic_write, claim_first_free, numbered_names
 from .checkpoint import read_checkpoint_config
 from .errors import CheckpointError, ConfigError
 from .export import save_png_grid
@@ -71,13 +71,7 @@ def new_run_folder(base: Path = Path("runs")) -> Path:
     processes, never share a folder."""
     base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, k = base / stamp, 2
-    while True:
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            path, k = base / f"{stamp}-{k}", k + 1
+    return claim_first_free(numbered_names(base / stamp), Path.mkdir)
 
 
 class RunFolder:

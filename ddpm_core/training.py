@@ -441,8 +441,35 @@ class Trainer:
         Refused once training diverged: NaN weights must never replace a good checkpoint.
         """
         self._refuse_if_diverged("saving")
-        return save_checkpoint(
-            path,
+        state = self._state()
+        state["extra"].update(extra or {})
+        return save_checkpoint(path, **state)
+
+    def to_checkpoint(self) -> Checkpoint:
+        """What `save` writes, kept in memory instead (CPU copies, nothing shared with this
+        trainer): `from_checkpoint` continues it exactly, as it would the file."""
+        self._refuse_if_diverged("continuing")
+
+        def copied(tensors: dict) -> dict:
+            return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+
+        state = self._state()
+        optimizer = state["optimizer"]
+        state.update(
+            model=copied(state["model"]),
+            ema=copied(state["ema"]) if state["ema"] is not None else None,
+            optimizer={
+                "state": {i: copied(s) for i, s in optimizer["state"].items()},
+                "param_groups": copy.deepcopy(optimizer["param_groups"]),
+            },
+            rng={name: s.cpu() for name, s in state["rng"].items()},
+        )
+        return Checkpoint(**state, path=Path("this run"))
+
+    def _state(self) -> dict:
+        """Everything a checkpoint holds, as live references (save_checkpoint's arguments,
+        the Checkpoint's fields): the one list `save` and `to_checkpoint` both take."""
+        return dict(
             config=self.config.to_dict(),
             model=self.model.state_dict(),
             ema=self.ema.state_dict() if self.ema is not None else None,
@@ -450,31 +477,7 @@ class Trainer:
             rng={"train": self.generator.get_state()},
             step=self.step,
             epoch=self.epoch,
-            extra={"batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed, **(extra or {})},
-        )
-
-    def to_checkpoint(self) -> Checkpoint:
-        """What `save` writes, kept in memory instead (CPU copies, nothing shared with this
-        trainer): `from_checkpoint` continues it exactly, as it would the file."""
-        self._refuse_if_diverged("continuing")
-
-        def copied(state: dict) -> dict:
-            return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-        optimizer = self.optimizer.state_dict()
-        return Checkpoint(
-            config=self.config.to_dict(),
-            model=copied(self.model.state_dict()),
-            ema=copied(self.ema.state_dict()) if self.ema is not None else None,
-            optimizer={
-                "state": {i: copied(state) for i, state in optimizer["state"].items()},
-                "param_groups": copy.deepcopy(optimizer["param_groups"]),
-            },
-            rng={"train": self.generator.get_state().cpu()},
-            step=self.step,
-            epoch=self.epoch,
             extra={"batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed},
-            path=Path("this run"),
         )
 
     def _refuse_if_diverged(self, doing: str) -> None:

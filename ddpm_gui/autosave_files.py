@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ddpm_core.atomic import numbered_names
 from ddpm_core.checkpoint import CHECKPOINT_SUFFIX
 from ddpm_gui.help_text import APP_NAME
 
@@ -44,12 +45,8 @@ def path_for_run(folder: Path, started: Optional[datetime.datetime] = None) -> P
     """The one autosave file of a run started at `started` (now by default)."""
     started = started or datetime.datetime.now()
     name = started.strftime("%Y-%m-%d_%H-%M-%S")
-    path = folder / f"{name}{CHECKPOINT_SUFFIX}"
-    n = 2
-    while path.exists():  # two runs started in the same second keep their own files
-        path = folder / f"{name}_{n}{CHECKPOINT_SUFFIX}"
-        n += 1
-    return path
+    # Two runs started in the same second keep their own files (…_2.safetensors).
+    return next(p for p in numbered_names(folder / f"{name}{CHECKPOINT_SUFFIX}", "_") if not p.exists())
 
 
 def autosaves(folder: Path) -> list[Path]:

@@ -328,8 +328,8 @@ class ViewerPanel(OpensDroppedCheckpoints, QWidget):
         steps = T if self.sampler.currentData() == "ddpm" else min(self.steps.value(), T)
         count, size, channels = self.count.value(), cfg.data.image_size, cfg.model.channels
         need = Trajectory.nbytes(steps, count, size, size, channels)
-        free = memory.available_bytes()
-        if free is None or need <= memory.DATASET_SHARE * free:
+        free = memory.over_share(need)
+        if free is None:
             return True
         self.state.errorOccurred.emit(
             f"keeping all {steps:,} steps of {count} images at {size}×{size} for the viewer would take "
